@@ -1,0 +1,4 @@
+"The public API of fastsom: `from fastsom.all import *`"
+from .grid import *
+from .functions import *
+from .som import *
