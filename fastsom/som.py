@@ -13,7 +13,7 @@ from .grid import Grid, axis_d2
 from .functions import *
 
 # %% auto #0
-__all__ = ['update_rules', 'inits', 'Som', 'schedule', 'epoch_pos']
+__all__ = ['update_rules', 'inits', 'Som', 'moments', 'schedule', 'epoch_pos', 'minibatches']
 
 # %% ../nbs/02_som.ipynb #e0fcc196
 update_rules = ('minibatch', 'batch', 'online')
@@ -99,13 +99,21 @@ def _unit_span(v:Tensor)->Tensor:
     r = v.max() - v.min()
     return (v - v.min()) / r * 2 - 1 if r > 0 else torch.zeros_like(v)
 
-# %% ../nbs/02_som.ipynb #0669b313
-@patch
-def pca_codebook(self:Som, x:Tensor)->Tensor:
-    "Codebook on the plane of the first two principal components of `x`, (n_units, n_features)"
+# %% ../nbs/02_som.ipynb #3e81523f
+def moments(x:Tensor)->tuple:
+    "Mean (f,) and covariance (f, f) of the rows of `x`"
     mean = x.mean(0)
     xc = x - mean
-    evals, evecs = torch.linalg.eigh(xc.T @ xc / max(len(x) - 1, 1))
+    return mean, xc.T @ xc / max(len(x) - 1, 1)
+
+# %% ../nbs/02_som.ipynb #f867393f
+@patch
+def pca_codebook(self:Som,
+    mean:Tensor, # mean of the data (n_features,)
+    cov:Tensor, # covariance of the data (n_features, n_features)
+)->Tensor:
+    "Codebook on the plane of the first two principal components of the data, (n_units, n_features)"
+    evals, evecs = torch.linalg.eigh(cov)
     sd = evals.flip(0).clamp(min=0).sqrt()
     pcs = evecs.flip(1).T * sd[:, None]  # rows: principal directions scaled by their std
     y, xpos = _unit_span(self._coords[:, 0]), _unit_span(self._coords[:, 1])
@@ -113,7 +121,7 @@ def pca_codebook(self:Som, x:Tensor)->Tensor:
     w = mean + long_[:, None] * pcs[0]
     return w + short[:, None] * pcs[1] if len(pcs) > 1 else w
 
-# %% ../nbs/02_som.ipynb #e30efa26
+# %% ../nbs/02_som.ipynb #1b45ef02
 @patch
 def init_codebook(self:Som,
     x, # training data (n, n_features); a sample is enough
@@ -131,24 +139,24 @@ def init_codebook(self:Som,
         w = x[idx.to(x.device)]
     else:
         if len(x) > 200_000: x = x[torch.randperm(len(x), generator=g)[:200_000].to(x.device)]
-        w = self.pca_codebook(x)
+        w = self.pca_codebook(*moments(x))
     self.weights.copy_(w)
     return self
 
-# %% ../nbs/02_som.ipynb #23dbccb3
+# %% ../nbs/02_som.ipynb #6daee099
 @patch
 def chunk_size(self:Som)->int:
     "Rows per chunk of the BMU search"
     return max(1, int(self.chunk_mb * 2**20 / (4 * self.n_units)))
 
-# %% ../nbs/02_som.ipynb #a91292ef
+# %% ../nbs/02_som.ipynb #5d0e0ca0
 def _smallest(d:Tensor, k:int):
     if k == 1:
         v, i = d.min(1, keepdim=True)
         return v, i
     return d.topk(k, 1, largest=False)
 
-# %% ../nbs/02_som.ipynb #c5786115
+# %% ../nbs/02_som.ipynb #409470b1
 @patch
 def search(self:Som,
     x, # samples (n, n_features)
@@ -169,27 +177,27 @@ def search(self:Som,
         idx.append(i); dst.append(d)
     return torch.cat(idx), torch.cat(dst)
 
-# %% ../nbs/02_som.ipynb #9a491bcf
+# %% ../nbs/02_som.ipynb #138c9853
 @patch
 def forward(self:Som, x)->tuple:
     "BMU index (n,) and distance to it (n,) of each sample; (n, k) each when `self.k` > 1"
     i, d = self.search(x, self.k)
     return (i[:, 0], d[:, 0]) if self.k == 1 else (i, d)
 
-# %% ../nbs/02_som.ipynb #9d2b498b
+# %% ../nbs/02_som.ipynb #0743acf9
 @patch
 def bmu(self:Som, x)->Tensor:
     "Index of the best matching unit of each sample, (n,)"
     return self.search(x)[0][:, 0]
 
-# %% ../nbs/02_som.ipynb #5ac2a390
+# %% ../nbs/02_som.ipynb #9619e6a3
 @patch
 def bmu_rc(self:Som, x)->Tensor:
     "(row, col) of the best matching unit of each sample, (n, 2)"
     i = self.bmu(x)
     return torch.stack([i // self.grid.cols, i % self.grid.cols], 1)
 
-# %% ../nbs/02_som.ipynb #f29ba92e
+# %% ../nbs/02_som.ipynb #08a6273c
 @patch
 def batch_stats(self:Som,
     x:Tensor, # samples (n, n_features), already prepared
@@ -199,7 +207,7 @@ def batch_stats(self:Som,
     hits = torch.bincount(bmu, minlength=self.n_units).to(x.dtype)
     return hits, x.new_zeros(self.n_units, x.shape[1]).index_add_(0, bmu, x)
 
-# %% ../nbs/02_som.ipynb #58d3edf4
+# %% ../nbs/02_som.ipynb #340ee642
 @patch
 def neighbourhood_sums(self:Som,
     stats:Tensor, # per-unit statistics (n_units, c), e.g. sums with hits as a last column
@@ -221,27 +229,27 @@ def neighbourhood_sums(self:Som,
         out.append(self.neigh(d2, sigma) @ stats[hit])
     return torch.cat(out)
 
-# %% ../nbs/02_som.ipynb #59dc2ad2
+# %% ../nbs/02_som.ipynb #4bc559b8
 @patch
 def update_from_stats(self:Som,
     hits:Tensor, # per-unit hit counts (n_units,)
     sums:Tensor, # per-unit sums of samples (n_units, n_features)
     alpha:float, # learning rate
     sigma:float, # neighbourhood radius (grid units)
-    n:int, # number of samples behind the statistics
+    n:int|None=None, # number of samples behind the statistics (default: the sum of the hits)
 ):
     "Apply the update rule to the codebook from per-unit batch statistics"
     if not sigma > 0: raise ValueError(f"sigma must be > 0, got {sigma}.")
     if not alpha >= 0: raise ValueError(f"alpha must be >= 0, got {alpha}.")
     nd = self.neighbourhood_sums(torch.cat([sums, hits[:, None]], 1), sigma)
     num, den, w = nd[:, :-1], nd[:, -1:], self.weights
-    if self.update == 'online': return w.add_(alpha * (num - den * w) / n)
+    if self.update == 'online': return w.add_(alpha * (num - den * w) / (hits.sum() if n is None else n))
     mask = den > 1e-30
     target = torch.where(mask, num / den.clamp(min=1e-30), w)
     if self.update == 'batch': w.copy_(target)
     else: w.add_(alpha * (target - w))
 
-# %% ../nbs/02_som.ipynb #e7ffd554
+# %% ../nbs/02_som.ipynb #9e6558d2
 @patch
 def step(self:Som,
     x, # a batch of samples (n, n_features)
@@ -254,7 +262,7 @@ def step(self:Som,
     if bmu is None: bmu = self.bmu(x)
     self.update_from_stats(*self.batch_stats(x, bmu), alpha, sigma, len(x))
 
-# %% ../nbs/02_som.ipynb #110a2309
+# %% ../nbs/02_som.ipynb #f54ad115
 def schedule(
     v, # a number, a (start, end) pair, or a callable of `pos`
     decay:str='exp', # 'exp' or 'linear' decay from start to end
@@ -269,19 +277,56 @@ def schedule(
         return lambda pos: start * (end / start) ** pos
     return lambda pos: start + (end - start) * pos
 
-# %% ../nbs/02_som.ipynb #283de857
+# %% ../nbs/02_som.ipynb #5a8ba628
 def epoch_pos(epoch:int, n_epochs:int)->float:
     "Training progress at the start of `epoch`: 0 for the first epoch, 1 for the last"
     return epoch / (n_epochs - 1) if n_epochs > 1 else 0.
 
-# %% ../nbs/02_som.ipynb #9c46afcb
+# %% ../nbs/02_som.ipynb #b0a27470
 @patch
 def default_sigma(self:Som)->tuple:
     "Default (start, end) radius: half the longer side of the map down to 1 (or less on tiny maps)"
     start = max(self.grid.shape) / 2
     return (start, min(1., start))
 
-# %% ../nbs/02_som.ipynb #95445928
+# %% ../nbs/02_som.ipynb #f2c42447
+def _noop_reduce(hits, sums): return hits, sums
+
+# %% ../nbs/02_som.ipynb #cc91a679
+@patch
+def fit_batches(self:Som,
+    batches:callable, # `batches(epoch)` yields the prepared mini-batches of that epoch
+    epochs:int, # passes over the data
+    alpha=(.9, .1), # learning rate: number, (start, end), or callable of progress
+    sigma=None, # neighbourhood radius: number, (start, end), or callable; default `default_sigma()`
+    decay:str='exp', # decay of (start, end) pairs: 'exp' or 'linear'
+    reduce:callable=_noop_reduce, # applied to (hits, sums) before each update, e.g. a sum across processes
+)->Som:
+    "The training loop: per epoch, one update per mini-batch from its per-unit statistics"
+    fa, fs = schedule(alpha, decay), schedule(self.default_sigma() if sigma is None else sigma, decay)
+    for epoch in range(epochs):
+        pos = epoch_pos(epoch, epochs)
+        a, s = fa(pos), fs(pos)
+        for xb in batches(epoch):
+            hits, sums = reduce(*self.batch_stats(xb, self.bmu(xb) if len(xb) else xb.new_zeros(0, dtype=torch.long)))
+            self.update_from_stats(hits, sums, a, s)
+    return self
+
+# %% ../nbs/02_som.ipynb #21601ee8
+def minibatches(
+    x:Tensor, # data (n, n_features)
+    bs:int, # batch size
+    shuffle:bool=True, # reshuffle every epoch
+    seed:int|None=None, # seed of the shuffling
+)->callable:
+    "A function of the epoch yielding the mini-batches of `x`, reshuffled every epoch when `shuffle`"
+    g = _generator(seed)
+    def batches(epoch):
+        order = torch.randperm(len(x), generator=g).to(x.device) if shuffle else None
+        for i in range(0, len(x), bs): yield x[order[i:i+bs]] if shuffle else x[i:i+bs]
+    return batches
+
+# %% ../nbs/02_som.ipynb #996ea391
 @patch
 def fit(self:Som,
     x, # training data (n, n_features)
@@ -297,24 +342,15 @@ def fit(self:Som,
     "Train the map on `x` with mini-batches, decaying `alpha` and `sigma` per epoch"
     x = self.prep(x)
     if init is not None: self.init_codebook(x, init, seed)
-    fa, fs = schedule(alpha, decay), schedule(self.default_sigma() if sigma is None else sigma, decay)
-    g = _generator(seed)
-    for epoch in range(epochs):
-        pos = epoch_pos(epoch, epochs)
-        a, s = fa(pos), fs(pos)
-        order = torch.randperm(len(x), generator=g).to(x.device) if shuffle else None
-        for i in range(0, len(x), bs):
-            xb = x[order[i:i+bs]] if shuffle else x[i:i+bs]
-            self.update_from_stats(*self.batch_stats(xb, self.bmu(xb)), a, s, len(xb))
-    return self
+    return self.fit_batches(minibatches(x, bs, shuffle, seed), epochs, alpha, sigma, decay)
 
-# %% ../nbs/02_som.ipynb #277a3f94
+# %% ../nbs/02_som.ipynb #41b1a8cb
 @patch
 def quantization_error(self:Som, x)->float:
     "Mean distance from each sample to its BMU's codebook vector (in the map's distance)"
     return self.search(x)[1].mean().item()
 
-# %% ../nbs/02_som.ipynb #e8dbe72f
+# %% ../nbs/02_som.ipynb #76da56be
 @patch
 def topographic_error(self:Som, x)->float:
     "Share of samples whose first and second BMUs are not adjacent on the lattice, in [0, 1]"
@@ -322,13 +358,13 @@ def topographic_error(self:Som, x)->float:
     i = self.search(x, 2)[0].cpu()
     return (~self.grid.adjacent(i[:, 0], i[:, 1])).float().mean().item()
 
-# %% ../nbs/02_som.ipynb #1bde367b
+# %% ../nbs/02_som.ipynb #11c44c67
 @patch
 def activation_response(self:Som, x)->Tensor:
     "Number of samples whose BMU is each unit, (rows, cols)"
     return torch.bincount(self.bmu(x), minlength=self.n_units).view(self.grid.shape)
 
-# %% ../nbs/02_som.ipynb #73fb2bc0
+# %% ../nbs/02_som.ipynb #66a0165d
 @patch
 def distance_map(self:Som)->Tensor:
     "U-matrix: mean Euclidean distance of each unit's codebook vector to its lattice neighbours', (rows, cols)"
