@@ -2,3 +2,4 @@
 from .grid import *
 from .functions import *
 from .som import *
+from .distributed import *

@@ -1,0 +1,39 @@
+"Data-parallel training on 2 gloo processes started with torchrun: identical to one process over the same data and order."
+import socket, subprocess, sys, torch, pytest
+from pathlib import Path
+from fastsom.all import *
+
+HERE = Path(__file__).parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+def torchrun(script, *args, nproc=2):
+    cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1',
+           f'--master_port={free_port()}', str(script), *map(str, args)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+@pytest.fixture(scope='module')
+def engine_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('dist')
+    torchrun(HERE / 'dist_worker.py', out)
+    return out
+
+
+@pytest.mark.parametrize('rule', update_rules)
+def test_two_processes_match_one(engine_run, rule):
+    books = torch.load(engine_run / f'{rule}.pt')
+    assert torch.equal(books[0], books[1])  # every rank holds the same codebook
+    x = torch.randn(1001, 5, generator=torch.Generator().manual_seed(0))
+    ref = Som((6, 7), 5, 'hex', update=rule).fit(x, epochs=3, bs=120, alpha=(.9, .2) if rule != 'online' else (5., 1.), shuffle=False)
+    torch.testing.assert_close(books[0], ref.codebook.data, atol=2e-4, rtol=1e-4)
+
+
+def test_only_rank0_writes(engine_run):
+    assert sorted(p.name for p in engine_run.iterdir()) == sorted(f'{r}.pt' for r in update_rules)
