@@ -301,15 +301,18 @@ def fit_batches(self:Som,
     sigma=None, # neighbourhood radius: number, (start, end), or callable; default `default_sigma()`
     decay:str='exp', # decay of (start, end) pairs: 'exp' or 'linear'
     reduce:callable=_noop_reduce, # applied to (hits, sums) before each update, e.g. a sum across processes
+    start_epoch:int=0, # first epoch to run, to resume an interrupted training
+    after_epoch:callable|None=None, # called as `after_epoch(som, epoch)` after each epoch, e.g. to save a checkpoint
 )->Som:
     "The training loop: per epoch, one update per mini-batch from its per-unit statistics"
     fa, fs = schedule(alpha, decay), schedule(self.default_sigma() if sigma is None else sigma, decay)
-    for epoch in range(epochs):
+    for epoch in range(start_epoch, epochs):
         pos = epoch_pos(epoch, epochs)
         a, s = fa(pos), fs(pos)
         for xb in batches(epoch):
             hits, sums = reduce(*self.batch_stats(xb, self.bmu(xb) if len(xb) else xb.new_zeros(0, dtype=torch.long)))
             self.update_from_stats(hits, sums, a, s)
+        if after_epoch is not None: after_epoch(self, epoch)
     return self
 
 # %% ../nbs/02_som.ipynb #21601ee8
@@ -319,10 +322,9 @@ def minibatches(
     shuffle:bool=True, # reshuffle every epoch
     seed:int|None=None, # seed of the shuffling
 )->callable:
-    "A function of the epoch yielding the mini-batches of `x`, reshuffled every epoch when `shuffle`"
-    g = _generator(seed)
+    "A function of the epoch yielding the mini-batches of `x`, reshuffled every epoch when `shuffle` (from `seed + epoch`)"
     def batches(epoch):
-        order = torch.randperm(len(x), generator=g).to(x.device) if shuffle else None
+        order = torch.randperm(len(x), generator=_generator(None if seed is None else seed + epoch)).to(x.device) if shuffle else None
         for i in range(0, len(x), bs): yield x[order[i:i+bs]] if shuffle else x[i:i+bs]
     return batches
 
@@ -338,19 +340,21 @@ def fit(self:Som,
     shuffle:bool=True, # reshuffle the data every epoch
     seed:int|None=None, # seed for shuffling (and initialisation)
     init:str|None='pca', # initialise the codebook first ('pca', 'random', 'sample'), or None to continue
+    start_epoch:int=0, # resume at this epoch (with `init=None` and the codebook of a checkpoint)
+    after_epoch:callable|None=None, # called as `after_epoch(som, epoch)` after each epoch, e.g. to save a checkpoint
 )->Som:
     "Train the map on `x` with mini-batches, decaying `alpha` and `sigma` per epoch"
     x = self.prep(x)
     if init is not None: self.init_codebook(x, init, seed)
-    return self.fit_batches(minibatches(x, bs, shuffle, seed), epochs, alpha, sigma, decay)
+    return self.fit_batches(minibatches(x, bs, shuffle, seed), epochs, alpha, sigma, decay, start_epoch=start_epoch, after_epoch=after_epoch)
 
-# %% ../nbs/02_som.ipynb #41b1a8cb
+# %% ../nbs/02_som.ipynb #44183d5e
 @patch
 def quantization_error(self:Som, x)->float:
     "Mean distance from each sample to its BMU's codebook vector (in the map's distance)"
     return self.search(x)[1].mean().item()
 
-# %% ../nbs/02_som.ipynb #76da56be
+# %% ../nbs/02_som.ipynb #65293dda
 @patch
 def topographic_error(self:Som, x)->float:
     "Share of samples whose first and second BMUs are not adjacent on the lattice, in [0, 1]"
@@ -358,13 +362,13 @@ def topographic_error(self:Som, x)->float:
     i = self.search(x, 2)[0].cpu()
     return (~self.grid.adjacent(i[:, 0], i[:, 1])).float().mean().item()
 
-# %% ../nbs/02_som.ipynb #11c44c67
+# %% ../nbs/02_som.ipynb #ef31fcb0
 @patch
 def activation_response(self:Som, x)->Tensor:
     "Number of samples whose BMU is each unit, (rows, cols)"
     return torch.bincount(self.bmu(x), minlength=self.n_units).view(self.grid.shape)
 
-# %% ../nbs/02_som.ipynb #66a0165d
+# %% ../nbs/02_som.ipynb #875e4825
 @patch
 def distance_map(self:Som)->Tensor:
     "U-matrix: mean Euclidean distance of each unit's codebook vector to its lattice neighbours', (rows, cols)"
