@@ -3,3 +3,4 @@ from .grid import *
 from .functions import *
 from .som import *
 from .distributed import *
+from .data import *
