@@ -1,6 +1,12 @@
 "The public API of fastsom: `from fastsom.all import *`"
+from . import grid, functions, som, data, learner, interp, distributed
 from .grid import *
 from .functions import *
 from .som import *
-from .distributed import *
 from .data import *
+from .learner import *
+from .interp import *
+from .distributed import *
+from .cli import save_som, load_som
+
+__all__ = [n for m in (grid, functions, som, data, learner, interp, distributed) for n in m.__all__] + ['save_som', 'load_som']

@@ -510,6 +510,11 @@ def get_idxs(self:SomDataLoader):
     return torch.randperm(self.n, generator=self.generator) if self.shuffle else range(self.n)
 
 @patch
+def set_epoch(self:SomDataLoader, epoch:int):
+    "Shuffle the next epoch from `seed + epoch` (as `Som.fit` does), so a resumed training sees the same order"
+    if self.seed is not None: self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+@patch
 def create_batches(self:SomDataLoader, idxs):
     "Batches of rows of `x` in order `idxs`: views for a contiguous range, one gather per batch otherwise"
     x, bs = self.x, self.bs

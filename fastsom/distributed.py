@@ -14,7 +14,8 @@ from fastcore.basics import patch
 from .som import Som, moments, _check_choice, _generator, inits
 
 # %% auto #0
-__all__ = ['rank_world', 'is_main', 'init_distributed', 'all_reduce_stats', 'all_reduce_sum', 'shard', 'sharded_batches']
+__all__ = ['rank_world', 'is_main', 'init_distributed', 'all_reduce_stats', 'all_reduce_sum', 'shard', 'sharded_batches',
+           'ShardDL', 'shard_dl', 'ReduceMetrics']
 
 # %% ../nbs/06_distributed.ipynb #ed347168
 def rank_world()->tuple:
@@ -118,3 +119,99 @@ def fit_distributed(self:Som,
     x = self.prep(x)
     if init is not None: self.init_distributed_codebook(x, init, seed)
     return self.fit_batches(sharded_batches(x, bs, shuffle, seed), epochs, alpha, sigma, decay, reduce=all_reduce_stats)
+
+# %% ../nbs/06_distributed.ipynb #35b9df20
+from fastai.learner import AvgLoss, AvgMetric
+from fastai.callback.core import Callback
+from fastai.callback.progress import CSVLogger
+from fastcore.basics import store_attr
+from .data import SomDataLoader, SomDataset
+from .learner import SomLearner, TopographicError, UnitsHit
+
+# %% ../nbs/06_distributed.ipynb #ca411d28
+class ShardDL(SomDataLoader):
+    "A `SomDataLoader` over one process's padded shard; `batch_real` marks the rows of the last batch that are not padding"
+    def __init__(self, dataset, n_real:int|None=None, **kwargs):
+        super().__init__(dataset, **kwargs)
+        self.n_real, self.batch_real = len(dataset) if n_real is None else n_real, None
+    def new(self, dataset=None, cls=None, **kwargs): return super().new(dataset, cls, **{'n_real': self.n_real, **kwargs})
+
+# %% ../nbs/06_distributed.ipynb #328e06b5
+@patch
+def create_batches(self:ShardDL, idxs):
+    idxs = torch.as_tensor(list(idxs) if isinstance(idxs, range) else idxs, dtype=torch.long)
+    if self.drop_last: idxs = idxs[:len(idxs) // self.bs * self.bs]
+    for p in idxs.split(self.bs):
+        self.batch_real = p < self.n_real
+        yield self.x[p.to(self.x.device) if isinstance(self.x, Tensor) else p]
+
+# %% ../nbs/06_distributed.ipynb #da1b4a60
+def _take(o, idx):
+    "Rows `idx` of a tensor, `NpyRows`, array, Series or DataFrame (None stays None)"
+    if o is None: return None
+    if hasattr(o, 'iloc'): return o.iloc[idx.numpy()]
+    return o[idx] if isinstance(o, Tensor) else o[idx.numpy()]
+
+# %% ../nbs/06_distributed.ipynb #3aaf4c0b
+def shard_dl(
+    dl:SomDataLoader, # the whole split
+    rank:int, # this process
+    world:int, # number of processes
+    pad:bool=True, # pad to the longest shard with (masked) copies, so every process takes the same number of steps
+)->SomDataLoader:
+    "This process's strided shard of `dl`"
+    n = len(dl.dataset)
+    idx = torch.arange(rank, n, world)
+    n_real = len(idx)
+    if pad and n_real < -(-n // world): idx = torch.cat([idx, idx[:1]])
+    ds = SomDataset(_take(dl.x, idx), _take(dl.labels, idx[:n_real]), dl.preprocessor, _take(dl.rows, idx[:n_real]))
+    cls = ShardDL if pad else SomDataLoader
+    kw = dict(n_real=n_real) if pad else {}
+    return cls(ds, bs=dl.bs, shuffle=dl.shuffle, drop_last=dl.drop_last, seed=dl.seed, device=dl.device, **kw)
+
+# %% ../nbs/06_distributed.ipynb #d3b59a06
+def _reduce_metric(m, device):
+    "Sum a metric's accumulators over all processes, in place"
+    if isinstance(m, (AvgLoss, AvgMetric)): attrs = ('total', 'count')
+    elif isinstance(m, TopographicError): attrs = ('bad', 'n')
+    elif isinstance(m, UnitsHit):
+        if m.hit is not None: m.hit = all_reduce_sum(m.hit.to(device, torch.float32)) > 0
+        return
+    else: raise TypeError(f"Cannot reduce metric {type(m).__name__} across processes: use AvgMetric-style metrics, or validate in one process.")
+    for a in attrs: setattr(m, a, all_reduce_sum(torch.as_tensor(getattr(m, a), dtype=torch.float64, device=device)).item())
+
+# %% ../nbs/06_distributed.ipynb #35365f3d
+class ReduceMetrics(Callback):
+    "Add up the validation loss and metrics of all processes before the `Recorder` records them"
+    order = 49  # just before the Recorder (50)
+    def after_validate(self):
+        for m in self.recorder._valid_mets: _reduce_metric(m, self.model.codebook.device)
+
+# %% ../nbs/06_distributed.ipynb #a0b3b38d
+@patch
+@contextmanager
+def distrib_ctx(self:SomLearner,
+    backend:str|None=None, # 'gloo', 'nccl', or None: nccl when CUDA is available, else gloo
+):
+    "Data-parallel training inside the block when launched by `torchrun`; a no-op in a single process"
+    created = not dist.is_initialized() and init_distributed(backend)
+    rank, world = rank_world()
+    if world == 1:
+        yield self
+        return
+    dls, cbs = self.dls, [cb for cb in self.cbs if isinstance(cb, CSVLogger)] if rank else []
+    if not isinstance(dls.train, SomDataLoader): raise TypeError("distrib_ctx shards `SomDataLoaders`: build the learner's data with them.")
+    self.dls = type(dls)(shard_dl(dls.train, rank, world), shard_dl(dls.valid, rank, world, pad=False), path=dls.path, device=dls.device)
+    self.reduce_stats = all_reduce_stats
+    self.remove_cbs(cbs)
+    self.add_cb(ReduceMetrics())
+    try:
+        if rank:
+            with self.no_bar(), self.no_logging(): yield self
+        else: yield self
+    finally:
+        self.dls = dls
+        del self.reduce_stats
+        self.remove_cb(ReduceMetrics)
+        self.add_cbs(cbs)
+        if created: dist.destroy_process_group()

@@ -37,3 +37,29 @@ def test_two_processes_match_one(engine_run, rule):
 
 def test_only_rank0_writes(engine_run):
     assert sorted(p.name for p in engine_run.iterdir()) == sorted(f'{r}.pt' for r in update_rules)
+
+
+@pytest.fixture(scope='module')
+def learner_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('dist_learner')
+    torchrun(HERE / 'dist_learner_worker.py', out)
+    return out
+
+
+def test_learner_in_distrib_ctx_matches_one_process(learner_run):
+    res = torch.load(learner_run / 'learner.pt')
+    books = res['books']
+    assert torch.equal(books[0], books[1])
+    x = torch.randn(1001, 5, generator=torch.Generator().manual_seed(0))
+    dls = SomDataLoaders.from_tensor(x, bs=80, valid_pct=.2, seed=0, shuffle=False, norm=None)  # 2 processes x bs 40
+    learn = som_learner(dls, size=(6, 7), topology='hex', seed=0)
+    with learn.no_bar(), learn.no_logging(): learn.fit(3); valid = learn.validate()
+    torch.testing.assert_close(books[0], learn.codebook, atol=2e-4, rtol=1e-4)
+    # loss (QE), TE and units hit reduced over both processes = those of the whole validation set
+    torch.testing.assert_close(torch.tensor(res['valid']), torch.tensor([float(v) for v in valid]), atol=1e-4, rtol=1e-4)
+
+
+def test_learner_writes_from_rank0_only(learner_run):
+    assert sorted(p.name for p in (learner_run / 'rank0').iterdir()) == ['history.csv', 'models']
+    assert (learner_run / 'rank0' / 'models' / 'model.pth').is_file()
+    assert list((learner_run / 'rank1').iterdir()) == []  # rank 1 wrote nothing, not even a folder

@@ -1,0 +1,433 @@
+"Interpretation tests: the numbers behind every picture (hits, U-matrix, label maps, component planes), MiniSom-compatible accessors, and every plot rendering headless for rect, hex and toroidal maps."
+import math
+from collections import Counter
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt
+import numpy as np, pandas as pd, pytest, torch
+from fastsom.all import *
+from fastsom.interp import unit_polygons
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close('all')
+
+
+def som_with(codebook, topology='rect', toroidal=False):
+    "A `Som` whose codebook is the (rows, cols) or (rows, cols, D) tensor `codebook`"
+    codebook = torch.as_tensor(codebook, dtype=torch.float32)
+    if codebook.ndim == 2: codebook = codebook[..., None]
+    rows, cols, d = codebook.shape
+    som = Som((rows, cols), d, topology, toroidal)
+    som.codebook.copy_(codebook)
+    return som
+
+
+def drawn(ax):
+    "The per-unit numbers a `plot_lattice` picture shows, NaN where blank"
+    return np.ma.filled(ax.collections[0].get_array().astype(float), np.nan)
+
+
+def trained(size, topology='rect', toroidal=False, n=400, d=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g) + torch.randint(3, (n, 1), generator=g) * 3.
+    return Som(size, d, topology, toroidal).fit(x, epochs=3, bs=128, seed=seed), x
+
+
+# ---------------------------------------------------------------- hits
+
+@pytest.mark.parametrize('size,topology,toroidal', [((5, 7), 'rect', False), ((6, 4), 'hex', False),
+                                                    ((4, 6), 'rect', True), ((4, 6), 'hex', True)])
+def test_hits_equal_bincount_of_bmus(size, topology, toroidal):
+    som, x = trained(size, topology, toroidal)
+    interp = SomInterpretation(som, x)
+    ref = torch.cdist(x, som.weights).argmin(1)
+    assert torch.equal(interp.bmus, ref)
+    hits = interp.activation_response()
+    assert hits.shape == size
+    assert torch.equal(hits.flatten(), torch.bincount(ref, minlength=som.n_units))
+    # the picture: counts where hit, blank (NaN) where empty
+    v = drawn(interp.plot_hits())
+    h = hits.flatten().numpy()
+    assert np.array_equal(v[h > 0], h[h > 0])
+    assert np.isnan(v[h == 0]).all()
+    # on new data
+    assert torch.equal(interp.activation_response(x[:50]).flatten(), torch.bincount(ref[:50], minlength=som.n_units))
+
+
+def test_empty_units_are_blank_in_hits():
+    som = som_with(torch.tensor([[0., 10., 20.], [30., 40., 50.]]))
+    interp = SomInterpretation(som, torch.tensor([[0.], [1.], [49.]]))
+    assert interp.activation_response().tolist() == [[2, 0, 0], [0, 0, 1]]
+    ax = interp.plot_hits()
+    fc = ax.collections[0].to_rgba(ax.collections[0].get_array())
+    assert np.allclose(fc[[1, 2, 3, 4]], [1, 1, 1, 1])  # white
+    assert not np.allclose(fc[[0, 5]], [1, 1, 1, 1])
+    assert '4 empty units' in ax.get_title()
+
+
+# ---------------------------------------------------------------- U-matrix, by hand
+
+W23 = torch.tensor([[0., 1., 3.], [6., 10., 15.]])  # one feature: distances are absolute differences
+
+
+def test_umatrix_rect_by_hand():
+    # (0,0): (0,1) (1,0) (1,1) -> 1, 6, 10;   (0,1): (0,0) (0,2) (1,0) (1,1) (1,2) -> 1, 2, 5, 9, 14
+    # (0,2): (0,1) (1,1) (1,2) -> 2, 7, 12;   (1,0): (0,0) (0,1) (1,1) -> 6, 5, 4
+    # (1,1): (0,0) (0,1) (0,2) (1,0) (1,2) -> 10, 9, 7, 4, 5;   (1,2): (0,1) (0,2) (1,1) -> 14, 12, 5
+    expected = torch.tensor([[17 / 3, 31 / 5, 21 / 3], [15 / 3, 35 / 5, 31 / 3]])
+    interp = SomInterpretation(som_with(W23), torch.zeros(1, 1))
+    assert torch.allclose(interp.distance_map(), expected)
+    assert torch.allclose(interp.distance_map(normalize=True), expected / expected.max())
+    assert np.allclose(drawn(interp.plot_umatrix()), expected.flatten().numpy())
+
+
+def test_umatrix_hex_by_hand():
+    # odd rows shifted right by 0.5: (0,0) touches (0,1) and (1,0) only; (1,2) touches (0,2) and (1,1)
+    # (0,1): (0,0) (0,2) (1,0) (1,1) -> 1, 2, 5, 9;   (0,2): (0,1) (1,1) (1,2) -> 2, 7, 12
+    # (1,0): (0,0) (0,1) (1,1) -> 6, 5, 4;   (1,1): (0,1) (0,2) (1,0) (1,2) -> 9, 7, 4, 5
+    expected = torch.tensor([[7 / 2, 17 / 4, 21 / 3], [15 / 3, 25 / 4, 17 / 2]])
+    interp = SomInterpretation(som_with(W23, 'hex'), torch.zeros(1, 1))
+    assert torch.allclose(interp.distance_map(), expected)
+    assert np.allclose(drawn(interp.plot_umatrix()), expected.flatten().numpy())
+
+
+def test_umatrix_rect_toroidal_by_hand():
+    # a 2 x 3 torus: every unit is adjacent to all five others
+    w = W23.flatten()
+    expected = (w[:, None] - w[None]).abs().sum(1) / 5
+    interp = SomInterpretation(som_with(W23, 'rect', True), torch.zeros(1, 1))
+    assert torch.allclose(interp.distance_map().flatten(), expected)
+    # 4 x 4 torus, w = unit index: (0,0) has (3,3) (3,0) (3,1) (0,3) (0,1) (1,3) (1,0) (1,1) = 15 12 13 3 1 7 4 5
+    som = som_with(torch.arange(16.).view(4, 4), 'rect', True)
+    u = SomInterpretation(som, torch.zeros(1, 1)).distance_map()
+    assert u[0, 0].item() == pytest.approx(60 / 8)
+    assert u[1, 1].item() == pytest.approx((5 + 4 + 3 + 1 + 1 + 3 + 4 + 5) / 8)  # interior: no wrap
+
+
+def test_umatrix_hex_toroidal_by_hand():
+    som = som_with(torch.arange(16.).view(4, 4), 'hex', True)
+    u = SomInterpretation(som, torch.zeros(1, 1)).distance_map()
+    # (0,0), an even row: (3,3) (3,0) (0,3) (0,1) (1,3) (1,0) = 15 12 3 1 7 4
+    assert u[0, 0].item() == pytest.approx(42 / 6)
+    # (1,1), an odd row: (0,1) (0,2) (1,0) (1,2) (2,1) (2,2) = 1 2 4 6 9 10, around 5
+    assert u[1, 1].item() == pytest.approx((4 + 3 + 1 + 1 + 4 + 5) / 6)
+    # (3,3), odd row, wraps on both axes: (2,3) (2,0) (3,2) (3,0) (0,3) (0,0) = 11 8 14 12 3 0, around 15
+    assert u[3, 3].item() == pytest.approx((4 + 7 + 1 + 3 + 12 + 15) / 6)
+
+
+@pytest.mark.parametrize('topology,toroidal,size', [('rect', False, (3, 5)), ('hex', False, (5, 3)),
+                                                    ('rect', True, (4, 5)), ('hex', True, (4, 6))])
+def test_umatrix_against_brute_force_geometry(topology, toroidal, size):
+    "Neighbours found from unit positions alone (distance 1 on hex, king moves on rect), wrap by hand"
+    rows, cols = size
+    w = torch.randn(rows, cols, 3, generator=torch.Generator().manual_seed(1))
+    r, c = np.divmod(np.arange(rows * cols), cols)
+    if topology == 'hex':
+        y, x = r * math.sqrt(3) / 2, c + .5 * (r % 2)
+        dy, dx = np.abs(y[:, None] - y[None]), np.abs(x[:, None] - x[None])
+        if toroidal: dy, dx = np.minimum(dy, rows * math.sqrt(3) / 2 - dy), np.minimum(dx, cols - dx)
+        adj = np.abs(np.hypot(dy, dx) - 1) < 1e-6
+    else:
+        dr, dc = np.abs(r[:, None] - r[None]), np.abs(c[:, None] - c[None])
+        if toroidal: dr, dc = np.minimum(dr, rows - dr), np.minimum(dc, cols - dc)
+        adj = (dr <= 1) & (dc <= 1) & ~np.eye(rows * cols, dtype=bool)
+    wf = w.view(-1, 3).numpy()
+    d = np.linalg.norm(wf[:, None] - wf[None], axis=-1)
+    expected = (d * adj).sum(1) / adj.sum(1)
+    interp = SomInterpretation(som_with(w, topology, toroidal), torch.zeros(1, 3))
+    assert np.allclose(interp.distance_map().flatten().numpy(), expected, atol=1e-5)
+    assert np.allclose(drawn(interp.plot_umatrix()), expected, atol=1e-5)
+
+
+# ---------------------------------------------------------------- labels
+
+def labelled():
+    "Units at 0, 10, ..., 50 on a 2 x 3 map; units (0,1) and (1,1) get no samples, (1,0) only an unlabelled one"
+    som = som_with(torch.tensor([[0., 10., 20.], [30., 40., 50.]]))
+    x = torch.tensor([[0.], [.1], [20.], [21.], [30.], [50.], [50.2], [49.]])
+    labels = ['a', 'b', 'b', 'b', None, 'c', 'c', 'a']
+    return SomInterpretation(som, x, labels=labels)
+
+
+def test_label_map_leaves_empty_units_empty():
+    interp = labelled()
+    assert interp.classes == ['a', 'b', 'c']
+    m = interp.majority_labels()
+    assert m.tolist() == [['a', None, 'b'], [None, None, 'c']]  # (0,0) ties a/b: first class wins
+    lm = interp.labels_map()
+    assert set(lm) == {(0, 0), (0, 2), (1, 2)}
+    assert lm[0, 0] == Counter(a=1, b=1) and lm[0, 2] == Counter(b=2) and lm[1, 2] == Counter(c=2, a=1)
+    assert lm[0, 1] == Counter()  # an empty unit looks up as an empty Counter, as in MiniSom
+    p = interp.class_proportions()
+    assert np.isnan(p[0, 1]).all() and np.isnan(p[1, 0]).all() and np.isnan(p[1, 1]).all()
+    assert np.allclose(p[1, 2], [1 / 3, 0, 2 / 3])
+    pur = interp.purity()
+    assert np.isnan(pur[[0, 1, 1], [1, 0, 1]]).all()
+    assert pur[0, 0] == .5 and pur[0, 2] == 1
+
+
+def test_label_pictures_leave_empty_units_blank():
+    interp = labelled()
+    for ax in (interp.plot_class_map(), interp.plot_class_map(purity=True)):
+        fc = ax.collections[0].get_facecolor()
+        assert np.allclose(fc[[1, 3, 4]], 1)  # white
+        assert not np.allclose(fc[[0, 2, 5]], 1)
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ['a', 'b', 'c']
+    # purity: the pure unit (0,2) keeps its class colour, the half-mixed (0,0) is paler but not white
+    fc = interp.plot_class_map(purity=True).collections[0].get_facecolor()
+    assert np.allclose(fc[2], plt.get_cmap('tab10')(1))
+    assert (fc[0, :3] > plt.get_cmap('tab10')(0)[:3]).all() and not np.allclose(fc[0], 1)
+    ax = interp.plot_class_map(proportions=True)
+    assert len(ax.collections[1].get_paths()) == 5  # wedges: (0,0) a+b, (0,2) b, (1,2) c+a
+    ax = interp.plot_labels()
+    assert sorted(t.get_text() for t in ax.texts) == ['a', 'b', 'c']
+    yx = interp.grid.coords.numpy()
+    pos = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
+    assert pos == {(0, 0): 'a', (0, 2): 'b', (1, 2): 'c'}
+    ax = interp.plot_umatrix('labels')
+    assert sorted(t.get_text() for t in ax.texts) == ['a', 'b', 'c']
+
+
+def test_labels_as_codes_and_dataframe():
+    som = som_with(torch.tensor([[0., 10.]]))
+    x = torch.tensor([[0.], [10.], [11.]])
+    interp = SomInterpretation(som, x, labels=pd.DataFrame({'y': [1, 2, 2], 'z': ['p', 'q', 'q']}), label='z')
+    assert interp.majority_labels().tolist() == [['p', 'q']] and interp.label_name == 'z'
+    interp = SomInterpretation(som, x, labels=torch.tensor([3, 1, 1]))
+    assert interp.classes == [1, 3] and interp.majority_labels().tolist() == [[3, 1]]
+    with pytest.raises(ValueError, match='one label per sample'): SomInterpretation(som, x, labels=[1, 2])
+    # new samples with their labels, unlabelled (None/NaN) ones not counted
+    lm = interp.labels_map(torch.tensor([[1.], [9.], [12.], [2.]]), ['u', 'v', None, float('nan')])
+    assert dict(lm) == {(0, 0): Counter(u=1), (0, 1): Counter(v=1)}
+    with pytest.raises(ValueError, match='No labels'): SomInterpretation(som, x).labels_map()
+
+
+# ---------------------------------------------------------------- MiniSom compatibility
+
+def test_accessors_match_minisom():
+    minisom = pytest.importorskip('minisom')
+    som, x = trained((4, 5), 'rect')
+    labels = np.array(list('abc'))[torch.randint(3, (len(x),), generator=torch.Generator().manual_seed(0)).numpy()]
+    interp = SomInterpretation(som, x, labels=labels)
+    ms = minisom.MiniSom(4, 5, 4)
+    ms._weights = som.codebook.double().numpy().copy()
+    xn = x.double().numpy()
+    assert np.array_equal(interp.activation_response().numpy(), ms.activation_response(xn))
+    assert np.allclose(interp.distance_map(normalize=True).numpy(), ms.distance_map(scaling='mean'), atol=1e-5)
+    assert dict(interp.labels_map()) == dict(ms.labels_map(xn, labels))
+    wm, mwm = interp.win_map(return_indices=True), ms.win_map(xn, return_indices=True)
+    assert set(wm) == set(mwm) and all(wm[k] == mwm[k] for k in wm)
+    samples = interp.win_map()
+    k = next(iter(samples))
+    assert torch.equal(torch.stack(samples[k]), x[wm[k]])
+
+
+# ---------------------------------------------------------------- component planes, decoding
+
+def test_component_planes_equal_denormalised_codebook_plain():
+    som, x = trained((4, 6), 'hex')
+    mean, std = torch.tensor([100., -5., 0., 2.]), torch.tensor([10., 2., 1., .5])
+    interp = SomInterpretation(som, x, decode=lambda t: t * std + mean, feature_names=list('pqrs'))
+    axs = interp.plot_component_planes()
+    assert axs.shape == (1, 4)
+    den = som.weights * std + mean
+    for j, ax in enumerate(axs.flat):
+        assert ax.get_title() == 'pqrs'[j]
+        assert np.allclose(drawn(ax), den[:, j].numpy(), rtol=1e-5)
+    axs = interp.plot_component_planes(['s', 0], ncols=1)
+    assert axs.shape == (2, 1) and axs[0, 0].get_title() == 's' and axs[1, 0].get_title() == 'p'
+    with pytest.raises(ValueError, match='Unknown feature'): interp.plot_component_planes(['nope'])
+
+
+def mixed_learner(size=(4, 5), topology='rect', toroidal=False, epochs=3):
+    SomDataLoaders = pytest.importorskip('fastsom.data').SomDataLoaders
+    som_learner = pytest.importorskip('fastsom.learner').som_learner
+    rng = np.random.default_rng(0)
+    y = rng.integers(3, size=300)
+    df = pd.DataFrame(rng.normal(size=(3, 3))[y] * 3 + rng.normal(size=(300, 3)), columns=['a', 'b', 'c'])
+    df['a'] = df['a'] * 20 + 500
+    df['kind'] = np.array(['u', 'v', 'w'])[y]
+    df['label'] = np.array(['x', 'y', 'z'])[y]
+    dls = SomDataLoaders.from_df(df, cat_names='kind', label_names='label', bs=64, seed=0)
+    learn = som_learner(dls, size=size, topology=topology, toroidal=toroidal, seed=0)
+    with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
+    return learn, df
+
+
+def test_component_planes_equal_denormalised_codebook_dataloaders():
+    learn, df = mixed_learner()
+    dls = learn.dls
+    interp = SomInterpretation.from_learner(learn)
+    axs = interp.plot_component_planes()
+    titles = [a.get_title() for a in axs.flat if a.get_visible()]
+    assert titles == ['a', 'b', 'c', 'kind']
+    den = dls.denormalize(learn.model.weights.detach())
+    for j in range(3): assert np.allclose(drawn(axs.flat[j]), den[:, j].numpy(), rtol=1e-5)
+    # the categorical plane: each unit coloured as its most likely level
+    levels = ['u', 'v', 'w']
+    blk = den[:, 3:6].argmax(1).numpy()
+    fc = axs.flat[3].collections[0].get_facecolor()
+    colours = {lv: plt.get_cmap('tab10')(i) for i, lv in enumerate(levels)}
+    assert all(np.allclose(fc[u], colours[levels[blk[u]]]) for u in range(learn.model.n_units))
+    assert interp.decoded_codebook()['kind'].tolist() == [levels[i] for i in blk]
+
+
+def test_from_learner_uses_one_get_preds_pass():
+    learn, df = mixed_learner()
+    calls = []
+    orig = learn.get_preds
+    learn.get_preds = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    interp = SomInterpretation.from_learner(learn)
+    assert len(calls) == 1
+    v = learn.dls.valid
+    assert torch.equal(interp.x, v.x)
+    assert torch.equal(interp.bmus, learn.model.bmu(v.x))
+    assert np.array_equal(interp.labels, np.asarray(v.labels, dtype=object).reshape(-1))
+    assert interp.feature_names == learn.dls.feature_names
+    # plots and accessors then need no more passes
+    interp.plot_hits(); interp.plot_class_map(); interp.labels_map(); interp.top_losses(3)
+    assert len(calls) == 1
+    # a test DataLoader with its labels
+    tdl = learn.dls.test_dl(df)
+    t = SomInterpretation.from_learner(learn, dl=tdl)
+    assert len(t.x) == len(df) and list(t.labels) == df['label'].tolist()
+
+
+def test_top_losses_decoded():
+    learn, df = mixed_learner()
+    interp = SomInterpretation.from_learner(learn)
+    tl = interp.top_losses(4)
+    assert list(tl.columns[:4]) == ['dist', 'row', 'col', 'label']
+    d = torch.cdist(interp.x, learn.model.weights).min(1).values
+    assert tl.index.tolist() == d.argsort(descending=True)[:4].tolist()
+    assert np.allclose(tl['dist'], d.sort(descending=True).values[:4].numpy(), atol=1e-4)
+    rows = learn.dls.valid.dataset.rows[tl.index.to_numpy()]
+    assert np.allclose(tl['a'], df['a'].to_numpy()[rows], atol=1e-3)
+    assert tl['kind'].tolist() == df['kind'].to_numpy()[rows].tolist()
+    rc = learn.model.bmu_rc(interp.x[tl.index.tolist()])
+    assert tl[['row', 'col']].to_numpy().tolist() == rc.tolist()
+    best = interp.top_losses(2, largest=False)
+    assert best['dist'].is_monotonic_increasing and best['dist'].iloc[-1] <= tl['dist'].iloc[-1]
+
+
+# ---------------------------------------------------------------- codebook colours, predictions
+
+def test_codebook_colours():
+    w = torch.tensor([[[0., 0, 0], [1, 0, 0]], [[0, 1, 0], [.2, .4, 1]]])
+    assert np.allclose(SomInterpretation(som_with(w), torch.zeros(1, 3)).codebook_colors(), w.numpy())
+    # 0-255 values are divided by 255
+    assert np.allclose(SomInterpretation(som_with(w * 255), torch.zeros(1, 3)).codebook_colors(), w.numpy(), atol=1e-6)
+    # other ranges are scaled to [0, 1] per channel
+    c = SomInterpretation(som_with(w * 10 - 3), torch.zeros(1, 3)).codebook_colors()
+    assert c.min() == 0 and c.max() == 1
+    # more features: principal components, each channel spanning [0, 1]
+    som, x = trained((5, 6), 'hex', d=6)
+    c = SomInterpretation(som, x).codebook_colors()
+    assert c.shape == (5, 6, 3) and np.allclose(c.reshape(-1, 3).min(0), 0) and np.allclose(c.reshape(-1, 3).max(0), 1)
+    # the first channel is the first principal component
+    wc = som.weights - som.weights.mean(0)
+    pc1 = wc @ torch.linalg.svd(wc, full_matrices=False)[2][0]
+    assert abs(np.corrcoef(c.reshape(-1, 3)[:, 0], pc1.numpy())[0, 1]) > .999
+    ax = SomInterpretation(som, x).plot_codebook()
+    assert np.allclose(ax.collections[0].get_facecolor()[:, :3], c.reshape(-1, 3))
+
+
+def test_predictions_over_the_map():
+    som, x = trained((4, 6), 'rect')
+    interp = SomInterpretation(som, x, feature_names=list('pqrs'))
+
+    class Model:  # sklearn-like
+        def predict(self, df): return (df['p'] > 0).map({True: 'pos', False: 'neg'}).to_numpy()
+        def predict_proba(self, df): return np.stack([df['p'], -df['p']], 1)
+
+    p = interp.predict_codebook(Model())
+    assert p.tolist() == np.where(som.weights[:, 0].numpy() > 0, 'pos', 'neg').tolist()
+    ax = interp.plot_predictions(Model())
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == sorted(set(p))
+    ax = interp.plot_predictions(Model(), 'predict_proba', column=1)
+    assert np.allclose(drawn(ax), -som.weights[:, 0].numpy())
+    with pytest.raises(ValueError, match='column='): interp.plot_predictions(Model(), 'predict_proba')
+    ax = interp.plot_predictions(lambda df: df['q'].to_numpy() * 2)
+    assert np.allclose(drawn(ax), som.weights[:, 1].numpy() * 2)
+    ax = interp.plot_predictions(torch.nn.Linear(4, 1))  # a torch module gets the raw codebook
+    assert drawn(ax).shape == (24,)
+    ax = interp.plot_feature_over_map(np.arange(24).reshape(4, 6))
+    assert np.array_equal(drawn(ax), np.arange(24))
+    with pytest.raises(ValueError, match='one value per unit'): interp.plot_feature_over_map(np.arange(5))
+
+
+# ---------------------------------------------------------------- every plot renders
+
+def all_plots(interp, labels=True):
+    yield 'codebook', interp.plot_codebook()
+    yield 'umatrix', interp.plot_umatrix()
+    yield 'umatrix_hits', interp.plot_umatrix('hits')
+    yield 'hits', interp.plot_hits(annotate=True)
+    yield 'planes', interp.plot_component_planes()
+    yield 'feature', interp.plot_feature_over_map(interp.som.weights[:, 0])
+    yield 'predictions', interp.plot_predictions(lambda df: df.iloc[:, 0].to_numpy())
+    if labels:
+        yield 'umatrix_labels', interp.plot_umatrix('labels')
+        yield 'labels', interp.plot_labels()
+        yield 'class_map', interp.plot_class_map()
+        yield 'purity', interp.plot_class_map(purity=True)
+        yield 'pies', interp.plot_class_map(proportions=True)
+
+
+def check_png(obj, path):
+    fig = (obj.flat[0] if isinstance(obj, np.ndarray) else obj).figure
+    fig.savefig(path, dpi=40)
+    assert path.stat().st_size > 1000 and path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+@pytest.mark.parametrize('size,topology,toroidal', [((5, 8), 'rect', False), ((7, 4), 'hex', False),
+                                                    ((4, 6), 'rect', True), ((6, 5), 'hex', True), ((1, 6), 'hex', False)])
+def test_every_plot_renders(tmp_path, size, topology, toroidal):
+    som, x = trained(size, topology, toroidal)
+    labels = np.array(['cat', 'dog', 'eel'])[(x[:, 0] > 0).long() + (x[:, 1] > 1).long()]
+    interp = SomInterpretation(som, x, labels=labels)
+    for name, obj in all_plots(interp): check_png(obj, tmp_path / f'{name}.png')
+    # on given axes
+    fig, axs = plt.subplots(1, 2)
+    assert interp.plot_umatrix(ax=axs[0]) is axs[0] and interp.plot_class_map(ax=axs[1]) is axs[1]
+    check_png(axs, tmp_path / 'both.png')
+
+
+@pytest.mark.parametrize('topology,toroidal', [('rect', False), ('hex', False), ('hex', True)])
+def test_every_plot_renders_from_learner(tmp_path, topology, toroidal):
+    learn, df = mixed_learner((4, 6), topology, toroidal, epochs=2)
+    interp = SomInterpretation.from_learner(learn)
+    for name, obj in all_plots(interp): check_png(obj, tmp_path / f'{name}.png')
+
+
+def test_plots_without_labels_and_options(tmp_path):
+    som, x = trained((3, 7), 'hex')
+    interp = SomInterpretation(som, x)
+    for name, obj in all_plots(interp, labels=False): check_png(obj, tmp_path / f'{name}.png')
+    with pytest.raises(ValueError, match='No labels'): interp.plot_class_map()
+    with pytest.raises(ValueError, match="choose None, 'hits' or 'labels'"): interp.plot_umatrix('nope')
+    ax = interp.plot_umatrix(cmap='magma', figsize=(4, 3), colorbar=False, title='U')
+    assert tuple(ax.figure.get_size_inches()) == (4, 3) and ax.get_title() == 'U'
+    assert ax.collections[0].get_cmap().name.startswith('magma')
+
+
+# ---------------------------------------------------------------- geometry of the picture
+
+@pytest.mark.parametrize('topology', ['rect', 'hex'])
+def test_cells_tile_the_plane_without_overlap(topology):
+    "Neighbouring cells share an edge; cell areas add up to the lattice's area (no overlaps, no gaps inside)"
+    g = Grid(4, 5, topology)
+    p = unit_polygons(g)
+    x, y = p[..., 0], p[..., 1]
+    area = .5 * np.abs((x * np.roll(y, -1, 1) - np.roll(x, -1, 1) * y).sum(1))  # shoelace
+    cell = math.sqrt(3) / 2 if topology == 'hex' else 1.  # area of a hexagon of width 1, or a unit square
+    assert np.allclose(area, cell)
+    centres = p.mean(1)
+    assert np.allclose(centres[:, ::-1], g.coords.numpy())
+    ax = plot_lattice(g, np.arange(20.))
+    y0, y1 = ax.get_ylim()
+    assert y0 > y1  # row 0 drawn at the top
+    assert ax.get_aspect() == 1
