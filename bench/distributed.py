@@ -5,14 +5,12 @@ Inside torchrun (the 2-process case) it trains on its shard and rank 0 prints sa
 """
 import json, os, socket, subprocess, sys, time, torch
 from fastsom.all import *
+from cases import make
 
-N, D, SIZE, EPOCHS, BS = 50_000, 32, (32, 32), 5, 4096
+N, D, SIZE, EPOCHS, BS = 50_000, 32, (32, 32), 5, 4096  # as bench/cases.py's 'blobs'
 
 
-def blobs():
-    g = torch.Generator().manual_seed(0)
-    centres = torch.randn(20, D, generator=g) * 4
-    return centres[torch.randint(20, (N,), generator=g)] + torch.randn(N, D, generator=g)
+def blobs(): return torch.from_numpy(make('blobs')[0])  # the benchmark suite's 50,000 x 32 blobs
 
 
 def train(threads):

@@ -21,13 +21,13 @@ __all__ = ['FORMAT_VERSION', 'DEFAULTS', 'readers', 'plot_kinds', 'som_config', 
 # %% ../nbs/07_cli.ipynb #e831e408
 FORMAT_VERSION = 1
 
-# %% ../nbs/07_cli.ipynb #ea29ef3a
+# %% ../nbs/07_cli.ipynb #e628ad4e
 def _name_of(f, table:dict, what:str)->str:
     for k, v in table.items():
         if v is f: return k
     raise ValueError(f"A custom {what} function cannot be stored in a safe model file: use a built-in one ({list(table)}), or `learn.export()` (pickle).")
 
-# %% ../nbs/07_cli.ipynb #7e0dc52f
+# %% ../nbs/07_cli.ipynb #a46d607d
 def som_config(som:Som)->dict:
     "The constructor arguments of `som`, as plain values"
     g = som.grid
@@ -35,7 +35,7 @@ def som_config(som:Som)->dict:
                 dist=_name_of(som.dist, distances, 'distance'), neigh=_name_of(som.neigh, neighbourhoods, 'neighbourhood'),
                 update=som.update)
 
-# %% ../nbs/07_cli.ipynb #bdb5003a
+# %% ../nbs/07_cli.ipynb #69a0c0b5
 def save_som(
     path, # where to write, e.g. 'model.pt'
     som:Som, # the trained map
@@ -52,7 +52,7 @@ def save_som(
     os.replace(tmp, path)
     return path
 
-# %% ../nbs/07_cli.ipynb #960d4b05
+# %% ../nbs/07_cli.ipynb #b2c1a9dd
 def load_som(
     path, # a file written by `save_som` or `fastsom train`
     map_location='cpu', # device of the codebook
@@ -75,11 +75,11 @@ def load_som(
         pre = SomPreprocessor.from_state_dict(d['preprocessor'])
     return som.to(map_location), pre, d['meta']
 
-# %% ../nbs/07_cli.ipynb #591f4875
+# %% ../nbs/07_cli.ipynb #42f7879e
 DEFAULTS = dict(rows=20, cols=20, topology='hex', toroidal=False, epochs=20, bs=256, schedule='exp', alpha=.9,
                 sigma=0., update='minibatch', init='pca', norm='zscore', valid_pct=.1, seed=0, output='som_output')
 
-# %% ../nbs/07_cli.ipynb #544d33b8
+# %% ../nbs/07_cli.ipynb #53a84249
 def read_settings(
     path=None, # an ini file with a [fastsom] section; default ./settings.ini when it exists
 )->dict:
@@ -98,7 +98,7 @@ def read_settings(
         except ValueError: raise ValueError(f"Setting {k} = {v!r} in {path} is not a valid {t.__name__}.") from None
     return res
 
-# %% ../nbs/07_cli.ipynb #e6a23355
+# %% ../nbs/07_cli.ipynb #d1f80fda
 def default_data()->pd.DataFrame:
     "scikit-learn's digits as a DataFrame: the 61 pixel columns that are not always blank, and the `digit` label"
     from sklearn.datasets import load_digits
@@ -108,10 +108,10 @@ def default_data()->pd.DataFrame:
     df['digit'] = d.target
     return df
 
-# %% ../nbs/07_cli.ipynb #18528072
+# %% ../nbs/07_cli.ipynb #c98e5fb8
 readers = {'.csv': pd.read_csv, '.parquet': pd.read_parquet, '.pq': pd.read_parquet}
 
-# %% ../nbs/07_cli.ipynb #e220455e
+# %% ../nbs/07_cli.ipynb #1051bd59
 def read_table(path)->pd.DataFrame|Path:
     "A DataFrame from a CSV or Parquet file, or the path itself for a `.npy` file (streamed)"
     path = Path(path)
@@ -123,7 +123,7 @@ def read_table(path)->pd.DataFrame|Path:
     except ImportError as e: raise ValueError(f"Reading Parquet needs pyarrow: pip install pyarrow ({e}).") from None
     except Exception as e: raise ValueError(f"Cannot read {path} as {ext[1:]}: {str(e).splitlines()[0][:200]}") from None
 
-# %% ../nbs/07_cli.ipynb #7a641dd2
+# %% ../nbs/07_cli.ipynb #8580a78c
 def make_dls(data, labels:list|None=None, cats:list|None=None, **kwargs):
     "`SomDataLoaders` for a DataFrame or `.npy` path"
     from fastsom.data import SomDataLoaders
@@ -134,17 +134,17 @@ def make_dls(data, labels:list|None=None, cats:list|None=None, **kwargs):
         if c not in data.columns: raise ValueError(f"Column {c!r} is not in the data: its columns are {list(data.columns)[:20]}.")
     return SomDataLoaders.from_df(data, cat_names=cats, label_names=labels, **kwargs)
 
-# %% ../nbs/07_cli.ipynb #78583439
+# %% ../nbs/07_cli.ipynb #6c76e3f1
 plot_kinds = ('umatrix', 'hits', 'planes', 'codebook', 'labels')
 
-# %% ../nbs/07_cli.ipynb #22287bf4
+# %% ../nbs/07_cli.ipynb #c6e47549
 def _interp_of(som:Som, pre)->'SomInterpretation':
     "An interpretation of the map alone: the codebook stands in for data, for the plots that need no samples"
     from fastsom.interp import SomInterpretation
     return SomInterpretation(som, som.weights.detach().cpu(), decode=None if pre is None else pre.decode,
                              feature_names=None if pre is None else pre.feature_names)
 
-# %% ../nbs/07_cli.ipynb #b976d58f
+# %% ../nbs/07_cli.ipynb #1ffcee63
 def draw(
     kind:str, # one of `plot_kinds`
     som:Som, # the trained map
@@ -167,7 +167,7 @@ def draw(
         res = dict(umatrix=it.plot_umatrix, codebook=it.plot_codebook, planes=it.plot_component_planes)[kind]()
     return _figure_of(res)
 
-# %% ../nbs/07_cli.ipynb #20b8c0af
+# %% ../nbs/07_cli.ipynb #49112e89
 def _figure_of(res):
     "The figure behind whatever a plot function returned (figure, axes, tuple or list of them)"
     import matplotlib.pyplot as plt
@@ -178,7 +178,7 @@ def _figure_of(res):
         if hasattr(o, 'flat'): return _figure_of(list(o.flat))
     return plt.gcf()
 
-# %% ../nbs/07_cli.ipynb #46c12340
+# %% ../nbs/07_cli.ipynb #b3603682
 def _write_outputs(folder:Path, learn, interp, s:dict, metrics:dict, labels:bool):
     "Model, codebook, metrics and pictures of a trained learner into `folder`"
     import matplotlib.pyplot as plt
@@ -195,7 +195,7 @@ def _write_outputs(folder:Path, learn, interp, s:dict, metrics:dict, labels:bool
         fig.savefig(folder / f'{kind}.png', dpi=100, bbox_inches='tight')
         plt.close(fig)
 
-# %% ../nbs/07_cli.ipynb #8653fcc1
+# %% ../nbs/07_cli.ipynb #f3111d3e
 def train(
     data=None, # a CSV, Parquet or .npy file; None for scikit-learn's digits
     settings=None, # settings file (default ./settings.ini when present, else `DEFAULTS`)
@@ -243,7 +243,7 @@ def train(
               + ', '.join(sorted(p.name for p in out.iterdir())))
     return metrics
 
-# %% ../nbs/07_cli.ipynb #d8524153
+# %% ../nbs/07_cli.ipynb #6da6be76
 def predict(
     model, # a model file written by `fastsom train`
     data, # a CSV, Parquet or .npy file with the training columns
@@ -260,7 +260,7 @@ def predict(
     else: res.to_csv(output, index=False)
     return res
 
-# %% ../nbs/07_cli.ipynb #1092bac0
+# %% ../nbs/07_cli.ipynb #1fc7cc64
 def plot(
     model, # a model file written by `fastsom train`
     kind:str='umatrix', # one of `plot_kinds`
@@ -275,7 +275,7 @@ def plot(
     plt.close(fig)
     return out
 
-# %% ../nbs/07_cli.ipynb #73336223
+# %% ../nbs/07_cli.ipynb #a0c2427a
 def _parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fastsom', description="Train Self-Organizing Maps and look at them.")
     sub = p.add_subparsers(dest='command', required=True, metavar='{train,predict,plot}')
@@ -310,7 +310,7 @@ def _parser()->argparse.ArgumentParser:
     pl.add_argument('--output', '-o', help="PNG file to write (default: KIND.png beside the model)")
     return p
 
-# %% ../nbs/07_cli.ipynb #28e3063b
+# %% ../nbs/07_cli.ipynb #c0a878d8
 def main(argv:list|None=None)->int:
     "Entry point of the `fastsom` console script"
     args = vars(_parser().parse_args(argv))
@@ -324,7 +324,7 @@ def main(argv:list|None=None)->int:
         return 1
     return 0
 
-# %% ../nbs/07_cli.ipynb #7be03f45
+# %% ../nbs/07_cli.ipynb #773f1ee8
 def cli():
     "The `fastsom` console script"
     warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.* is deprecated')  # raised by an import inside fastai

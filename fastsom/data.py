@@ -24,7 +24,7 @@ norms = ('zscore', 'minmax', None)
 fill_options = ('mean', 'median')
 na_level = '#na#'  # the level missing categories become when `fill_missing` is set
 
-# %% ../nbs/03_data.ipynb #d609a595
+# %% ../nbs/03_data.ipynb #647e6157
 def _listify(o)->list:
     "`None`, a name or a list of names as a list"
     return [] if o is None else [o] if isinstance(o, str) else list(o)
@@ -34,13 +34,13 @@ def _fmt(names, k=8)->str:
     names = list(names)
     return repr(names) if len(names) <= k else repr(names[:k])[:-1] + f", ... ({len(names)} in all)]"
 
-# %% ../nbs/03_data.ipynb #76894a3a
+# %% ../nbs/03_data.ipynb #3ff1cc40
 def _check_rows(n:int, what='data'):
     if n == 0: raise ValueError(f"The {what} has no rows: pass at least 2 rows.")
     if n == 1: raise ValueError(f"The {what} has a single row: a SOM needs at least 2 rows to learn from "
                                 "(and to compute normalisation statistics). Pass more rows.")
 
-# %% ../nbs/03_data.ipynb #db004a16
+# %% ../nbs/03_data.ipynb #2a44e2ac
 def _as_2d(x)->Tensor:
     "`x` (tensor, array, list) as a 2-D float32 tensor; no copy when it already is one"
     if isinstance(x, pd.DataFrame): raise TypeError("Got a DataFrame: use `SomDataLoaders.from_df`.")
@@ -57,7 +57,7 @@ def _as_2d(x)->Tensor:
     if x.shape[1] == 0: raise ValueError(f"The data has no feature columns (shape {tuple(x.shape)}).")
     return x.detach().float()
 
-# %% ../nbs/03_data.ipynb #e70040c5
+# %% ../nbs/03_data.ipynb #0c84a9d2
 def _missing_error(n_nan, n_inf, names, fill_missing):
     "Raise for inf anywhere, and for NaN when there is no `fill_missing`"
     n_nan, n_inf = torch.as_tensor(n_nan), torch.as_tensor(n_inf)
@@ -72,7 +72,7 @@ def _missing_error(n_nan, n_inf, names, fill_missing):
                          "or pass fill_missing='mean', 'median' or a number to replace NaN with a training-split "
                          "statistic or that number.")
 
-# %% ../nbs/03_data.ipynb #d558eff3
+# %% ../nbs/03_data.ipynb #12387063
 class _ColStats:
     "Per-column count, mean, sum of squared deviations (m2), min and max of the finite values, and NaN/inf counts"
     def __init__(self, d:int):
@@ -122,7 +122,7 @@ class _ColStats:
     @property
     def var(self): return self.m2 / np.maximum(self.n, 1)
 
-# %% ../nbs/03_data.ipynb #741ad18a
+# %% ../nbs/03_data.ipynb #d2a8c2f8
 def _check_options(norm, fill_missing, cat_weight='balanced'):
     if norm not in norms: raise ValueError(f"Unknown norm {norm!r}: choose one of {norms}.")
     if not (fill_missing is None or fill_missing in fill_options or
@@ -132,7 +132,7 @@ def _check_options(norm, fill_missing, cat_weight='balanced'):
             (isinstance(cat_weight, numbers.Real) and not isinstance(cat_weight, bool) and cat_weight > 0)):
         raise ValueError(f"Unknown cat_weight {cat_weight!r}: use 'balanced' or a positive number (1 is raw one-hot).")
 
-# %% ../nbs/03_data.ipynb #1a6100b7
+# %% ../nbs/03_data.ipynb #fbe92041
 class SomPreprocessor:
     "Normalise continuous columns, one-hot encode categorical ones, and decode back"
     def __init__(self,
@@ -167,7 +167,7 @@ class SomPreprocessor:
         return (f"SomPreprocessor({len(self.cont_names)} continuous, {len(self.cat_names)} categorical{n}, "
                 f"norm={self.norm!r}, fill_missing={self.fill_missing!r}, cat_weight={self.cat_weight!r})")
 
-# %% ../nbs/03_data.ipynb #f708773b
+# %% ../nbs/03_data.ipynb #bf8ed686
 def _levels(s:pd.Series, add_na=False)->list:
     "Sorted levels of categorical column `s` (its own order for a pandas categorical), as plain Python values"
     if isinstance(s.dtype, pd.CategoricalDtype): lv = list(s.cat.categories)
@@ -184,10 +184,10 @@ def _levels(s:pd.Series, add_na=False)->list:
     if not lv: raise ValueError(f"Categorical column {s.name!r} has no values: drop it.")
     return lv
 
-# %% ../nbs/03_data.ipynb #c8587edd
+# %% ../nbs/03_data.ipynb #b75c63cf
 def _is_numeric(s:pd.Series)->bool: return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_complex_dtype(s)
 
-# %% ../nbs/03_data.ipynb #2bfcc54a
+# %% ../nbs/03_data.ipynb #8b3bec54
 @patch
 def _df_inputs(self:SomPreprocessor, df:pd.DataFrame):
     "Continuous columns of `df` as a float32 tensor, and its categorical columns"
@@ -201,7 +201,7 @@ def _df_inputs(self:SomPreprocessor, df:pd.DataFrame):
     x = torch.from_numpy(a if a.flags.writeable else a.copy())
     return x, (df[self.cat_names] if self.cat_names else None)
 
-# %% ../nbs/03_data.ipynb #f262e9f0
+# %% ../nbs/03_data.ipynb #53190237
 @patch
 def _width_error(self:SomPreprocessor, m:int):
     k = len(self.col_order)
@@ -226,7 +226,7 @@ def _inputs(self:SomPreprocessor, data):
     if x.shape[1] != len(self.cont_names): self._width_error(x.shape[1])
     return x, None
 
-# %% ../nbs/03_data.ipynb #ae15469f
+# %% ../nbs/03_data.ipynb #a86ca38f
 @patch
 def _fit_cont(self:SomPreprocessor, st:_ColStats, x=None)->float:
     "Fill values and normalisation from training-split statistics `st` (`x`: the rows, for the median); returns the mean encoded variance"
@@ -257,7 +257,7 @@ def _fit_cont(self:SomPreprocessor, st:_ColStats, x=None)->float:
     self.shift, self.scale = torch.from_numpy(shift).float(), torch.from_numpy(scale).float()
     return float((st.var / scale ** 2).mean())
 
-# %% ../nbs/03_data.ipynb #e14b2518
+# %% ../nbs/03_data.ipynb #30913472
 @patch
 def _codes(self:SomPreprocessor, cats:pd.DataFrame, unknown='error')->list:
     "Level index of each value of each categorical column (-1 for an unknown level when `unknown='zeros'`)"
@@ -280,7 +280,7 @@ def _codes(self:SomPreprocessor, cats:pd.DataFrame, unknown='error')->list:
         res.append(codes)
     return res
 
-# %% ../nbs/03_data.ipynb #6ed5e66c
+# %% ../nbs/03_data.ipynb #512ab9a3
 @patch
 def _fit_cats(self:SomPreprocessor, cats, v_cont:float, levels=None):
     "Levels and block weights of the categorical columns from training rows `cats`"
@@ -304,7 +304,7 @@ def _fit_cats(self:SomPreprocessor, cats, v_cont:float, levels=None):
         w.append(math.sqrt(v_cont / imp))
     self.weights = torch.tensor(w, dtype=torch.float32)
 
-# %% ../nbs/03_data.ipynb #a518f73a
+# %% ../nbs/03_data.ipynb #f593c020
 @patch
 def fit(self:SomPreprocessor,
     data, # training rows: DataFrame, 2-D array, tensor or list
@@ -317,7 +317,7 @@ def fit(self:SomPreprocessor,
     self._fit_cats(cats, v_cont, levels)
     return self
 
-# %% ../nbs/03_data.ipynb #7db797c8
+# %% ../nbs/03_data.ipynb #883793d2
 @patch
 def _encode_cont(self:SomPreprocessor, x:Tensor, inplace=False)->Tensor:
     "Fill and normalise the continuous columns `x`; returns `x` itself when there is nothing to do"
@@ -332,7 +332,7 @@ def _encode_cont(self:SomPreprocessor, x:Tensor, inplace=False)->Tensor:
     shift, scale = self.shift.to(x.device), self.scale.to(x.device)
     return x.sub_(shift).div_(scale) if inplace else (x - shift) / scale
 
-# %% ../nbs/03_data.ipynb #9ef2ba07
+# %% ../nbs/03_data.ipynb #1e7a4a0c
 @patch
 def _assemble(self:SomPreprocessor, xc:Tensor, codes:list)->Tensor:
     "Continuous part `xc` followed by one weighted one-hot block per categorical column"
@@ -347,7 +347,7 @@ def _assemble(self:SomPreprocessor, xc:Tensor, codes:list)->Tensor:
         off += len(self.levels[c])
     return out
 
-# %% ../nbs/03_data.ipynb #204068c3
+# %% ../nbs/03_data.ipynb #d15a0268
 @patch
 def encode(self:SomPreprocessor,
     data, # raw rows: DataFrame, 2-D array, tensor, list, or a single row as `pd.Series`
@@ -358,7 +358,7 @@ def encode(self:SomPreprocessor,
     xc = self._encode_cont(x)
     return xc if not self.cat_names else self._assemble(xc, self._codes(cats, unknown))
 
-# %% ../nbs/03_data.ipynb #f2549741
+# %% ../nbs/03_data.ipynb #d42c734e
 @patch
 def _check_features(self:SomPreprocessor, t)->Tensor:
     t = torch.as_tensor(t).float()
@@ -381,7 +381,7 @@ def denormalize(self:SomPreprocessor,
         t[:, nc:] /= self.weights.to(t.device).repeat_interleave(torch.tensor(sizes, device=t.device))
     return t
 
-# %% ../nbs/03_data.ipynb #4aa9a617
+# %% ../nbs/03_data.ipynb #d9138d2d
 @patch
 def decode(self:SomPreprocessor,
     t:Tensor, # encoded rows or codebook vectors, (n, n_features)
@@ -403,7 +403,7 @@ def decode(self:SomPreprocessor,
     order = [k for c in self.col_order for k in [c] + ([f'{c}_{l}' for l in self.levels[c]] if probs and c in self.levels else [])]
     return pd.DataFrame({k: cols[k] for k in order})
 
-# %% ../nbs/03_data.ipynb #ac826b8c
+# %% ../nbs/03_data.ipynb #ce437333
 _state_keys = ('cont_names', 'cat_names', 'label_names', 'norm', 'fill_missing', 'cat_weight', 'col_order')
 
 @patch
@@ -424,7 +424,7 @@ def from_state_dict(cls:SomPreprocessor, d:dict)->SomPreprocessor:
     for k in ('shift', 'scale', 'fill', 'weights'): setattr(res, k, None if d[k] is None else d[k].clone())
     return res
 
-# %% ../nbs/03_data.ipynb #845da68d
+# %% ../nbs/03_data.ipynb #d6becf56
 class NpyRows:
     "Rows `rows` (default: all) of a memory-mapped `.npy` file, read and encoded when indexed, as float32 tensors"
     def __init__(self,
@@ -446,7 +446,7 @@ class NpyRows:
     def __getstate__(self): return {**self.__dict__, '_mm': None}
     def __repr__(self): return f"NpyRows('{self.path}', {self.n} rows x {self.n_cols})"
 
-# %% ../nbs/03_data.ipynb #34eaeee0
+# %% ../nbs/03_data.ipynb #b390e774
 @patch
 def __getitem__(self:NpyRows, i):
     if isinstance(i, (int, np.integer)):
@@ -463,7 +463,7 @@ def __getitem__(self:NpyRows, i):
     x = torch.from_numpy(np.array(raw, dtype=np.float32))
     return x if self.preprocessor is None else self.preprocessor._encode_cont(x, inplace=True)
 
-# %% ../nbs/03_data.ipynb #0f30a983
+# %% ../nbs/03_data.ipynb #26731a46
 class SomDataset:
     "One split: encoded rows `x`, aligned `labels`, their positions `rows` in the source data, and the `preprocessor`"
     def __init__(self, x, labels=None, preprocessor:SomPreprocessor|None=None, rows=None):
@@ -475,7 +475,7 @@ class SomDataset:
         return SomDataset(torch.zeros(0, self.preprocessor.n_features), None, self.preprocessor, None)
     def __repr__(self): return f"SomDataset({len(self)} rows x {self.x.shape[1]}, labels: {self.labels is not None})"
 
-# %% ../nbs/03_data.ipynb #31b954fb
+# %% ../nbs/03_data.ipynb #533ae2c5
 class SomDataLoader(DataLoader):
     "A `DataLoader` of batches `(x, x)` sliced straight out of a `SomDataset`'s tensor"
     n_inp = 1
@@ -503,7 +503,7 @@ class SomDataLoader(DataLoader):
         "A copy with some attributes changed (what `get_preds` and `test_dl` use)"
         return super().new(dataset, cls, **{'seed': self.seed, **kwargs})
 
-# %% ../nbs/03_data.ipynb #51bf1919
+# %% ../nbs/03_data.ipynb #eb15a213
 @patch
 def get_idxs(self:SomDataLoader):
     "Row order of an epoch: `range(n)`, or a fresh permutation when shuffling"
@@ -542,7 +542,7 @@ def __iter__(self:SomDataLoader):
         yield self.after_batch((b, b))
     self.after_iter()
 
-# %% ../nbs/03_data.ipynb #7f2b3d62
+# %% ../nbs/03_data.ipynb #d348b9e8
 @patch
 def sample(self:SomDataLoader,
     n:int=10_000, # number of rows wanted (all rows when the split has fewer)
@@ -558,7 +558,7 @@ def sample(self:SomDataLoader,
     res = x.index_select(0, idx.to(x.device)) if isinstance(x, Tensor) else x[idx]
     return res if self.device is None else res.to(self.device)
 
-# %% ../nbs/03_data.ipynb #959c133f
+# %% ../nbs/03_data.ipynb #51c46f27
 @patch
 def decode(self:SomDataLoader, t, probs:bool=False)->pd.DataFrame:
     "Decode encoded rows `t` (or the inputs of batch `t`) with the preprocessor"
@@ -576,7 +576,7 @@ def show_batch(self:SomDataLoader,
     if not show: return df
     display_df(df) if IN_NOTEBOOK else print(df)
 
-# %% ../nbs/03_data.ipynb #03dac2f9
+# %% ../nbs/03_data.ipynb #dece3b71
 class SomDataLoaders(DataLoaders):
     "`DataLoaders` for SOMs: batches `(x, x)` of encoded rows, labels kept aside, a shared `SomPreprocessor`"
     n_inp = 1
@@ -594,7 +594,7 @@ class SomDataLoaders(DataLoaders):
         "Encoded rows or codebook vectors `t` with continuous columns in original units"
         return self.preprocessor.denormalize(t)
 
-# %% ../nbs/03_data.ipynb #1d100f13
+# %% ../nbs/03_data.ipynb #28ba503e
 def _split(n:int, valid_pct:float, seed=None):
     "Sorted training and validation row numbers (training `None` when it is every row)"
     if not (isinstance(valid_pct, numbers.Real) and 0 <= valid_pct < 1):
@@ -624,7 +624,7 @@ def _check_labels(labels, n:int):
 def _label_frame(df, names):
     return None if not names else df[names[0]] if len(names) == 1 else df[names]
 
-# %% ../nbs/03_data.ipynb #f4e97cb8
+# %% ../nbs/03_data.ipynb #d292ef44
 @patch(cls_method=True)
 def _from_splits(cls:SomDataLoaders, prep, xs, labels, splits, bs=1024, val_bs=None, shuffle=True, drop_last=False,
                  seed=None, device=None, path='.'):
@@ -637,7 +637,7 @@ def _from_splits(cls:SomDataLoaders, prep, xs, labels, splits, bs=1024, val_bs=N
     val = SomDataLoader(dss[1], bs=val_bs or bs, shuffle=False, drop_last=False, seed=seed, device=device)
     return cls(trn, val, path=path, device=device)
 
-# %% ../nbs/03_data.ipynb #d99f4015
+# %% ../nbs/03_data.ipynb #2d74ef61
 @patch(cls_method=True)
 def from_tensor(cls:SomDataLoaders,
     x:Tensor, # the data, (n_rows, n_features); ints, float16 and float64 become float32
@@ -670,7 +670,7 @@ def from_tensor(cls:SomDataLoaders,
     return cls._from_splits(prep, xs, labels, (tr, va), bs=bs, val_bs=val_bs, shuffle=shuffle, drop_last=drop_last,
                             seed=seed, device=device, path=path)
 
-# %% ../nbs/03_data.ipynb #9129aa88
+# %% ../nbs/03_data.ipynb #0672395e
 @patch(cls_method=True)
 @delegates(SomDataLoaders.from_tensor, but=['names'])
 def from_array(cls:SomDataLoaders,
@@ -682,7 +682,7 @@ def from_array(cls:SomDataLoaders,
     "`SomDataLoaders` from a 2-D array of numbers"
     return cls.from_tensor(_as_2d(a), labels=labels, names=names, **kwargs)
 
-# %% ../nbs/03_data.ipynb #c1b4f72c
+# %% ../nbs/03_data.ipynb #7ca8e8bd
 def _df_names(df, cont_names, cat_names, label_names):
     "Check and complete the column roles of `df`"
     cat, lab = _listify(cat_names), _listify(label_names)
@@ -704,7 +704,7 @@ def _df_names(df, cont_names, cat_names, label_names):
     if not cont and not cat: raise ValueError("The DataFrame has no feature columns: name them in cont_names or cat_names.")
     return cont, cat, lab
 
-# %% ../nbs/03_data.ipynb #146c58b0
+# %% ../nbs/03_data.ipynb #9ea3fd62
 @patch(cls_method=True)
 @delegates(SomDataLoaders.from_tensor, but=['labels', 'names'])
 def from_df(cls:SomDataLoaders,
@@ -733,7 +733,7 @@ def from_df(cls:SomDataLoaders,
     xs = prep.encode(dtr), prep.encode(df.iloc[va])
     return cls._from_splits(prep, xs, _label_frame(df, lab), (tr, va), **kwargs)
 
-# %% ../nbs/03_data.ipynb #e95eea53
+# %% ../nbs/03_data.ipynb #064f3b7e
 @patch(cls_method=True)
 @delegates(SomDataLoaders.from_df)
 def from_csv(cls:SomDataLoaders,
@@ -744,7 +744,7 @@ def from_csv(cls:SomDataLoaders,
     "`SomDataLoaders` from a CSV file, read with `pd.read_csv` and given to `from_df`; `learn.export` writes beside it"
     return cls.from_df(pd.read_csv(path, **(csv_kwargs or {})), path=Path(path).parent, **kwargs)
 
-# %% ../nbs/03_data.ipynb #c3b21386
+# %% ../nbs/03_data.ipynb #a03d5512
 @patch(cls_method=True)
 @delegates(SomDataLoaders.from_tensor, but=['labels', 'names'])
 def from_npy(cls:SomDataLoaders,
@@ -776,7 +776,7 @@ def from_npy(cls:SomDataLoaders,
     if labels is not None and not isinstance(labels, (pd.Series, pd.DataFrame)): labels = np.asarray(labels)
     return cls._from_splits(prep, xs, labels, (tr, va), path=Path(path).parent, **kwargs)
 
-# %% ../nbs/03_data.ipynb #50eb1d5b
+# %% ../nbs/03_data.ipynb #34260175
 @patch
 def test_dl(self:SomDataLoaders,
     data, # raw rows (DataFrame, array, tensor, list, `pd.Series`), or the path of a `.npy` file to stream

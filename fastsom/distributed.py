@@ -40,7 +40,7 @@ def init_distributed(
     dist.init_process_group(backend)
     return True
 
-# %% ../nbs/06_distributed.ipynb #cc8597f3
+# %% ../nbs/06_distributed.ipynb #897eb883
 def all_reduce_stats(
     hits:Tensor, # per-unit hit counts of this process's part of the batch (n_units,)
     sums:Tensor, # per-unit sums of its samples (n_units, n_features)
@@ -51,14 +51,14 @@ def all_reduce_stats(
     dist.all_reduce(buf)
     return buf[:, -1], buf[:, :-1]
 
-# %% ../nbs/06_distributed.ipynb #19b6d65b
+# %% ../nbs/06_distributed.ipynb #ef144b73
 def all_reduce_sum(t:Tensor)->Tensor:
     "`t` summed over all processes (a copy; `t` itself is left alone)"
     t = t.clone()
     if rank_world()[1] > 1: dist.all_reduce(t)
     return t
 
-# %% ../nbs/06_distributed.ipynb #4666a9bc
+# %% ../nbs/06_distributed.ipynb #ec3bb10c
 def shard(
     x, # the whole data, indexable by a slice
     rank:int|None=None, # this process (default: from the process group)
@@ -68,7 +68,7 @@ def shard(
     r, w = rank_world()
     return x[(r if rank is None else rank)::(w if world is None else world)]
 
-# %% ../nbs/06_distributed.ipynb #f2965693
+# %% ../nbs/06_distributed.ipynb #ce143a66
 def sharded_batches(
     x:Tensor, # this process's shard (prepared)
     bs:int, # per-process batch size
@@ -83,7 +83,7 @@ def sharded_batches(
         for i in range(0, n_max, bs): yield x[order[i:i+bs]]
     return batches
 
-# %% ../nbs/06_distributed.ipynb #21a814fe
+# %% ../nbs/06_distributed.ipynb #23915521
 @patch
 def init_distributed_codebook(self:Som,
     x:Tensor, # this process's shard (prepared)
@@ -102,7 +102,7 @@ def init_distributed_codebook(self:Som,
     if rank_world()[1] > 1: dist.broadcast(self.codebook.data, 0)
     return self
 
-# %% ../nbs/06_distributed.ipynb #a4d82013
+# %% ../nbs/06_distributed.ipynb #4ca3e3bf
 @patch
 def fit_distributed(self:Som,
     x, # this process's shard of the data, e.g. `shard(x)`
@@ -120,15 +120,15 @@ def fit_distributed(self:Som,
     if init is not None: self.init_distributed_codebook(x, init, seed)
     return self.fit_batches(sharded_batches(x, bs, shuffle, seed), epochs, alpha, sigma, decay, reduce=all_reduce_stats)
 
-# %% ../nbs/06_distributed.ipynb #35b9df20
+# %% ../nbs/06_distributed.ipynb #625f2330
 from fastai.learner import AvgLoss, AvgMetric
 from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
 from fastcore.basics import store_attr
-from .data import SomDataLoader, SomDataset
+from .data import SomDataLoader, SomDataset, NpyRows
 from .learner import SomLearner, TopographicError, UnitsHit
 
-# %% ../nbs/06_distributed.ipynb #ca411d28
+# %% ../nbs/06_distributed.ipynb #d38d2920
 class ShardDL(SomDataLoader):
     "A `SomDataLoader` over one process's padded shard; `batch_real` marks the rows of the last batch that are not padding"
     def __init__(self, dataset, n_real:int|None=None, **kwargs):
@@ -136,7 +136,7 @@ class ShardDL(SomDataLoader):
         self.n_real, self.batch_real = len(dataset) if n_real is None else n_real, None
     def new(self, dataset=None, cls=None, **kwargs): return super().new(dataset, cls, **{'n_real': self.n_real, **kwargs})
 
-# %% ../nbs/06_distributed.ipynb #328e06b5
+# %% ../nbs/06_distributed.ipynb #bb43d12e
 @patch
 def create_batches(self:ShardDL, idxs):
     idxs = torch.as_tensor(list(idxs) if isinstance(idxs, range) else idxs, dtype=torch.long)
@@ -145,14 +145,15 @@ def create_batches(self:ShardDL, idxs):
         self.batch_real = p < self.n_real
         yield self.x[p.to(self.x.device) if isinstance(self.x, Tensor) else p]
 
-# %% ../nbs/06_distributed.ipynb #da1b4a60
+# %% ../nbs/06_distributed.ipynb #72910ce6
 def _take(o, idx):
-    "Rows `idx` of a tensor, `NpyRows`, array, Series or DataFrame (None stays None)"
+    "Rows `idx` of a tensor, `NpyRows` (still streamed from its file), array, Series or DataFrame (None stays None)"
     if o is None: return None
+    if isinstance(o, NpyRows): return NpyRows(o.path, idx.numpy() if o.rows is None else o.rows[idx.numpy()], o.preprocessor)
     if hasattr(o, 'iloc'): return o.iloc[idx.numpy()]
     return o[idx] if isinstance(o, Tensor) else o[idx.numpy()]
 
-# %% ../nbs/06_distributed.ipynb #3aaf4c0b
+# %% ../nbs/06_distributed.ipynb #5c86b21c
 def shard_dl(
     dl:SomDataLoader, # the whole split
     rank:int, # this process
@@ -169,7 +170,7 @@ def shard_dl(
     kw = dict(n_real=n_real) if pad else {}
     return cls(ds, bs=dl.bs, shuffle=dl.shuffle, drop_last=dl.drop_last, seed=dl.seed, device=dl.device, **kw)
 
-# %% ../nbs/06_distributed.ipynb #d3b59a06
+# %% ../nbs/06_distributed.ipynb #080a81a3
 def _reduce_metric(m, device):
     "Sum a metric's accumulators over all processes, in place"
     if isinstance(m, (AvgLoss, AvgMetric)): attrs = ('total', 'count')
@@ -180,14 +181,14 @@ def _reduce_metric(m, device):
     else: raise TypeError(f"Cannot reduce metric {type(m).__name__} across processes: use AvgMetric-style metrics, or validate in one process.")
     for a in attrs: setattr(m, a, all_reduce_sum(torch.as_tensor(getattr(m, a), dtype=torch.float64, device=device)).item())
 
-# %% ../nbs/06_distributed.ipynb #35365f3d
+# %% ../nbs/06_distributed.ipynb #de000644
 class ReduceMetrics(Callback):
     "Add up the validation loss and metrics of all processes before the `Recorder` records them"
     order = 49  # just before the Recorder (50)
     def after_validate(self):
         for m in self.recorder._valid_mets: _reduce_metric(m, self.model.codebook.device)
 
-# %% ../nbs/06_distributed.ipynb #a0b3b38d
+# %% ../nbs/06_distributed.ipynb #bc805f6f
 @patch
 @contextmanager
 def distrib_ctx(self:SomLearner,

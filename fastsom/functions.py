@@ -20,75 +20,75 @@ def sqeuclidean(x:Tensor, w:Tensor)->Tensor:
     d = torch.addmm((w * w).sum(1), x, w.T, alpha=-2)
     return d.add_((x * x).sum(1, keepdim=True)).clamp_(min=0)
 
-# %% ../nbs/01_functions.ipynb #20fa4a18
+# %% ../nbs/01_functions.ipynb #0662cc32
 def euclidean(x:Tensor, w:Tensor)->Tensor:
     "Euclidean distance between each row of `x` (n, f) and each row of `w` (m, f), (n, m)"
     return sqeuclidean(x, w).sqrt_()
 
-# %% ../nbs/01_functions.ipynb #8be4e4ce
+# %% ../nbs/01_functions.ipynb #9b95c089
 def cosine(x:Tensor, w:Tensor, eps:float=1e-8)->Tensor:
     "Cosine distance `1 - cos(x, w)`, in [0, 2]; a zero vector is at distance 1 from everything"
     xn = x / x.norm(dim=1, keepdim=True).clamp(min=eps)
     wn = w / w.norm(dim=1, keepdim=True).clamp(min=eps)
     return (1 - xn @ wn.T).clamp_(0, 2)
 
-# %% ../nbs/01_functions.ipynb #48b98b1d
+# %% ../nbs/01_functions.ipynb #1ccd0fbe
 def pnorm(x:Tensor, w:Tensor, p:float=3.)->Tensor:
     "Minkowski distance of order `p` between each row of `x` and each row of `w`, (n, m)"
     return torch.cdist(x, w, p=p)
 
-# %% ../nbs/01_functions.ipynb #b68f273b
+# %% ../nbs/01_functions.ipynb #a57489ec
 def manhattan(x:Tensor, w:Tensor)->Tensor:
     "Manhattan (L1) distance, (n, m)"
     return torch.cdist(x, w, p=1.)
 
-# %% ../nbs/01_functions.ipynb #ab0a054c
+# %% ../nbs/01_functions.ipynb #7ae19d08
 def chebyshev(x:Tensor, w:Tensor)->Tensor:
     "Chebyshev distance: the largest absolute difference over the features, (n, m)"
     return torch.cdist(x, w, p=math.inf)
 
-# %% ../nbs/01_functions.ipynb #e2c3a5d6
+# %% ../nbs/01_functions.ipynb #70fb4027
 distances = dict(euclidean=euclidean, sqeuclidean=sqeuclidean, cosine=cosine, manhattan=manhattan,
                  chebyshev=chebyshev, pnorm=pnorm)
 
-# %% ../nbs/01_functions.ipynb #7226a2fd
+# %% ../nbs/01_functions.ipynb #dfed615f
 def gaussian(d2:Tensor, sigma:float)->Tensor:
     "Gaussian neighbourhood $e^{-d^2/2\\sigma^2}$"
     return torch.exp(d2 / (-2 * sigma * sigma))
 
-# %% ../nbs/01_functions.ipynb #4833621a
+# %% ../nbs/01_functions.ipynb #f66f7fbe
 def bubble(d2:Tensor, sigma:float)->Tensor:
     "1 within radius `sigma` of the BMU (the BMU always included), 0 outside"
     return (d2 <= max(sigma * sigma, 1e-12)).to(d2.dtype)
 
-# %% ../nbs/01_functions.ipynb #48197bd9
+# %% ../nbs/01_functions.ipynb #b31be648
 def triangle(d2:Tensor, sigma:float)->Tensor:
     "Linear decay from 1 at the BMU to 0 at distance `sigma`"
     return (1 - d2.sqrt() / sigma).clamp_(min=0)
 
-# %% ../nbs/01_functions.ipynb #fb08720c
+# %% ../nbs/01_functions.ipynb #9d563c54
 def mexican_hat(d2:Tensor, sigma:float)->Tensor:
     "Ricker wavelet $(1 - d^2/\\sigma^2)\\,e^{-d^2/2\\sigma^2}$: negative beyond `sigma` (pushes units away)"
     s2 = sigma * sigma
     return (1 - d2 / s2) * torch.exp(d2 / (-2 * s2))
 
-# %% ../nbs/01_functions.ipynb #46e71346
+# %% ../nbs/01_functions.ipynb #8666d46c
 neighbourhoods = dict(gaussian=gaussian, bubble=bubble, triangle=triangle, mexican_hat=mexican_hat)
 
-# %% ../nbs/01_functions.ipynb #c1e816a4
+# %% ../nbs/01_functions.ipynb #2fed2c7c
 def _get(kind:str, table:dict, f):
     if callable(f): return f
     if f in table: return table[f]
     raise ValueError(f"Unknown {kind} {f!r}: choose one of {list(table)}, or pass a callable.")
 
-# %% ../nbs/01_functions.ipynb #b311f60d
+# %% ../nbs/01_functions.ipynb #7b6c1fda
 def get_distance(
     dist, # a name in `distances`, or a callable `f(x, w) -> (n, m)`
 )->callable:
     "The distance function named `dist` (callables pass through)"
     return _get('distance', distances, dist)
 
-# %% ../nbs/01_functions.ipynb #31c60e74
+# %% ../nbs/01_functions.ipynb #df88d69c
 def get_neighbourhood(
     neigh, # a name in `neighbourhoods`, or a callable `f(d2, sigma)`
 )->callable:

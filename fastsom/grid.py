@@ -17,13 +17,13 @@ __all__ = ['topologies', 'axis_d2', 'Grid']
 topologies = ('rect', 'hex')
 _hex_dy = math.sqrt(3) / 2
 
-# %% ../nbs/00_grid.ipynb #d84c3e01
+# %% ../nbs/00_grid.ipynb #185b789a
 def _check_size(rows, cols):
     for name, v in (('rows', rows), ('cols', cols)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"Map size `{name}` must be a positive integer, got {v!r}: pass size=(rows, cols), e.g. (10, 10).")
 
-# %% ../nbs/00_grid.ipynb #5ed2c7d5
+# %% ../nbs/00_grid.ipynb #1d967548
 def axis_d2(
     a:Tensor, # positions along one axis
     b:Tensor, # positions along the same axis (broadcast against `a`)
@@ -34,7 +34,7 @@ def axis_d2(
     if period is not None: d = torch.minimum(d, period - d)
     return d * d
 
-# %% ../nbs/00_grid.ipynb #958874e1
+# %% ../nbs/00_grid.ipynb #3eec8f52
 class Grid:
     "Positions, distances and adjacency of the units of a `rows` x `cols` lattice"
     def __init__(self,
@@ -67,24 +67,24 @@ class Grid:
 
     def __repr__(self): return f"Grid({self.rows}x{self.cols}, {self.topology}{', toroidal' if self.toroidal else ''})"
 
-# %% ../nbs/00_grid.ipynb #ed5a48aa
+# %% ../nbs/00_grid.ipynb #c52db99e
 def _pos(g:Grid, idx:Tensor):
     "(y, x) positions of units `idx`"
     r, c = g.row[idx], g.col[idx]
     x = c + 0.5 * (r % 2) if g.hex else c.float()
     return r * g.dy, x
 
-# %% ../nbs/00_grid.ipynb #f4dbc068
+# %% ../nbs/00_grid.ipynb #d50ecb6d
 def _as_idx(g:Grid, idx): return torch.arange(g.n_units) if idx is None else torch.as_tensor(idx).cpu().long()
 
-# %% ../nbs/00_grid.ipynb #6a3b28cc
+# %% ../nbs/00_grid.ipynb #51a3f9f9
 @patch(as_prop=True)
 def coords(self:Grid)->Tensor:
     "Unit positions, (n_units, 2) as (y, x)"
     y, x = _pos(self, torch.arange(self.n_units))
     return torch.stack([y, x], -1).float()
 
-# %% ../nbs/00_grid.ipynb #e4181014
+# %% ../nbs/00_grid.ipynb #3c4c081f
 @patch
 def dist2(self:Grid,
     a=None, # unit indices (any shape), `None` for all units
@@ -95,7 +95,7 @@ def dist2(self:Grid,
     py, px = self.periods
     return (axis_d2(ya, yb, py) + axis_d2(xa, xb, px)).float()
 
-# %% ../nbs/00_grid.ipynb #26a10850
+# %% ../nbs/00_grid.ipynb #643f3265
 @patch
 def dist2_from(self:Grid,
     bmu, # unit indices, shape (n,)
@@ -103,12 +103,12 @@ def dist2_from(self:Grid,
     "Squared grid distances from each unit in `bmu` to every unit, (n, n_units)"
     return self.dist2(torch.as_tensor(bmu).reshape(-1, 1), None)
 
-# %% ../nbs/00_grid.ipynb #936cdc29
+# %% ../nbs/00_grid.ipynb #5cefaf86
 _rect_offsets = [(-1,-1),(-1,0),(-1,1),(0,-1),(0,1),(1,-1),(1,0),(1,1)]
 _hex_offsets = {0: [(-1,-1),(-1,0),(0,-1),(0,1),(1,-1),(1,0)],  # even rows
                 1: [(-1,0),(-1,1),(0,-1),(0,1),(1,0),(1,1)]}   # odd rows
 
-# %% ../nbs/00_grid.ipynb #a15cfcf5
+# %% ../nbs/00_grid.ipynb #ffc48ce8
 @patch
 def adjacent(self:Grid,
     a, # unit indices
@@ -123,7 +123,7 @@ def adjacent(self:Grid,
         near = (dr <= 1) & (dc <= 1)
     return near & (a != b)
 
-# %% ../nbs/00_grid.ipynb #d7e16d54
+# %% ../nbs/00_grid.ipynb #616eaaf8
 @patch
 def neighbours(self:Grid)->tuple:
     "Neighbour indices (n_units, k) of every unit and a mask of which are real (edges have fewer)"
@@ -139,7 +139,7 @@ def neighbours(self:Grid)->tuple:
     mask &= ~dup
     return torch.where(mask, idx, 0), mask
 
-# %% ../nbs/00_grid.ipynb #7b4125c3
+# %% ../nbs/00_grid.ipynb #eedef1df
 @patch
 def axes(self:Grid)->tuple:
     "Positions of the lattice rows (y) and of the virtual x slots, for separable kernels"

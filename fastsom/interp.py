@@ -34,7 +34,7 @@ def unit_polygons(
     else: off = np.array([[-.5, -.5], [.5, -.5], [.5, .5], [-.5, .5]])
     return yx[:, None, ::-1] + off[None]
 
-# %% ../nbs/05_interp.ipynb #321aad1f
+# %% ../nbs/05_interp.ipynb #f85036ce
 def _as_units(grid:Grid, v, name='values')->np.ndarray:
     "`v` as a float array (n_units,), from (n_units,) or (rows, cols)"
     if isinstance(v, Tensor): v = v.detach().cpu().numpy()
@@ -42,12 +42,12 @@ def _as_units(grid:Grid, v, name='values')->np.ndarray:
     if v.shape in ((grid.n_units,), grid.shape): return v.reshape(-1)
     raise ValueError(f"`{name}` must have one value per unit, shape ({grid.n_units},) or {grid.shape}, got {v.shape}.")
 
-# %% ../nbs/05_interp.ipynb #57dc9f3b
+# %% ../nbs/05_interp.ipynb #a7117b56
 def _tick_step(n:int)->int:
     "A step that gives at most about 10 ticks along an axis of `n` units"
     return next(s for s in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 10**9) if n / s <= 10)
 
-# %% ../nbs/05_interp.ipynb #8a339f68
+# %% ../nbs/05_interp.ipynb #7b5d4fdb
 def _setup_axes(ax, grid:Grid, title=None, ticks=True):
     xy = unit_polygons(grid).reshape(-1, 2)
     (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
@@ -65,7 +65,7 @@ def _setup_axes(ax, grid:Grid, title=None, ticks=True):
     for s in ax.spines.values(): s.set_visible(False)
     if title: ax.set_title(title)
 
-# %% ../nbs/05_interp.ipynb #efc2cf3d
+# %% ../nbs/05_interp.ipynb #6dbbbc83
 def _auto_figsize(grid:Grid, size=5.)->tuple:
     "A figure size whose map's longer side is `size` inches, plus room for the colour bar, ticks and title"
     xy = unit_polygons(grid).reshape(-1, 2)
@@ -73,12 +73,12 @@ def _auto_figsize(grid:Grid, size=5.)->tuple:
     s = size / max(w, h)
     return (max(4., w * s + 1.4), max(1.8, h * s + .8))
 
-# %% ../nbs/05_interp.ipynb #714899d5
+# %% ../nbs/05_interp.ipynb #dcb9a437
 def _new_ax(ax, grid, figsize):
     if ax is None: _, ax = plt.subplots(figsize=figsize or _auto_figsize(grid), layout='constrained')
     return ax
 
-# %% ../nbs/05_interp.ipynb #1a39a23d
+# %% ../nbs/05_interp.ipynb #00c2e861
 def plot_lattice(
     grid:Grid, # the map's lattice (e.g. `som.grid`)
     values=None, # one number per unit, (n_units,) or (rows, cols); NaN units are drawn blank
@@ -126,7 +126,7 @@ def plot_lattice(
         if cbar_label: cb.set_label(cbar_label, fontsize='small')
     return ax
 
-# %% ../nbs/05_interp.ipynb #66fa260b
+# %% ../nbs/05_interp.ipynb #e824741b
 def _cell_points(ax, grid:Grid)->float:
     "Size in points of one lattice step on `ax`"
     eng = ax.figure.get_layout_engine()
@@ -136,7 +136,7 @@ def _cell_points(ax, grid:Grid)->float:
     (x0, x1), (y1, y0) = ax.get_xlim(), ax.get_ylim()
     return min(bb.width * fw / (x1 - x0), bb.height * fh / (y1 - y0))
 
-# %% ../nbs/05_interp.ipynb #f102a0d3
+# %% ../nbs/05_interp.ipynb #e7e7cbbc
 def contrast_text(
     rgba, # background colours (n, 3|4)
 )->list:
@@ -144,7 +144,7 @@ def contrast_text(
     c = mcolors.to_rgba_array(rgba)
     return ['white' if l < .5 else 'black' for l in c[:, :3] @ np.array([.299, .587, .114])]
 
-# %% ../nbs/05_interp.ipynb #a5fadcaf
+# %% ../nbs/05_interp.ipynb #c6c514c1
 def annotate_units(
     ax, # axes drawn by `plot_lattice`
     grid:Grid, # the map's lattice
@@ -163,14 +163,14 @@ def annotate_units(
     return [ax.text(x, y, str(t), ha='center', va='center', fontsize=fs, color=c, **kwargs)
             for (y, x), t, c in zip(yx, texts, colors) if t is not None and t == t]
 
-# %% ../nbs/05_interp.ipynb #ad0d3ed7
+# %% ../nbs/05_interp.ipynb #fb86f6f0
 def category_colors(n:int)->np.ndarray:
     "`n` distinguishable RGBA colours"
     if n <= 10: return plt.get_cmap('tab10')(np.arange(n))
     if n <= 20: return plt.get_cmap('tab20')(np.arange(n))
     return plt.get_cmap('gist_rainbow')(np.linspace(0, 1, n, endpoint=False))
 
-# %% ../nbs/05_interp.ipynb #b32e1056
+# %% ../nbs/05_interp.ipynb #84b270ba
 def encode_categories(
     v, # one category (any hashable) per item; `None`/NaN for none
     classes=None, # the categories, in legend order (default: sorted unique values)
@@ -183,7 +183,7 @@ def encode_categories(
     classes = list(classes)
     return pd.Categorical(s, categories=classes).codes.astype(int), classes
 
-# %% ../nbs/05_interp.ipynb #9e1969c2
+# %% ../nbs/05_interp.ipynb #ca148dc6
 def plot_categories(
     grid:Grid, # the map's lattice
     values, # one category per unit (any hashable), `None`/NaN for none, (n_units,) or (rows, cols)
@@ -214,10 +214,10 @@ def plot_categories(
                   ncols=1 + len(handles) // 25, handlelength=1, borderaxespad=0)
     return ax
 
-# %% ../nbs/05_interp.ipynb #711b368c
+# %% ../nbs/05_interp.ipynb #39e96887
 def _to_cpu(t): return t.detach().cpu() if isinstance(t, Tensor) else torch.as_tensor(np.asarray(t))
 
-# %% ../nbs/05_interp.ipynb #cafec756
+# %% ../nbs/05_interp.ipynb #5eb3f8c5
 def _labels_array(labels, label=None)->np.ndarray|None:
     "Labels as a 1-D object array; from a DataFrame, column `label` (default: the first)"
     if labels is None: return None
@@ -230,7 +230,7 @@ def _labels_array(labels, label=None)->np.ndarray|None:
     if a.ndim != 1: raise ValueError(f"Expected one label per sample (1-D), got shape {a.shape}.")
     return a
 
-# %% ../nbs/05_interp.ipynb #945925b6
+# %% ../nbs/05_interp.ipynb #1be571aa
 class SomInterpretation:
     "The trained map `som` seen through data `x`: BMUs, hits, labels and plots"
     def __init__(self,
@@ -268,7 +268,7 @@ class SomInterpretation:
         return (f"SomInterpretation({self.grid.rows}x{self.grid.cols} {self.grid.topology} map, {len(self.x)} samples"
                 f"{', %d classes' % len(self.classes) if self.labels is not None else ''})")
 
-# %% ../nbs/05_interp.ipynb #2296d97b
+# %% ../nbs/05_interp.ipynb #caa15fb1
 def _decoder(dls):
     "The `DataLoaders`' way back to original units, if it has one"
     pre = getattr(dls, 'preprocessor', None)
@@ -276,7 +276,7 @@ def _decoder(dls):
         if callable(f): return f
     return None
 
-# %% ../nbs/05_interp.ipynb #cd3259c0
+# %% ../nbs/05_interp.ipynb #c45013b9
 @patch(cls_method=True)
 def from_learner(cls:SomInterpretation,
     learn, # a trained `SomLearner`
@@ -300,12 +300,12 @@ def from_learner(cls:SomInterpretation,
     return cls(learn.model, x, labels=labels, label=label, decode=_decoder(dls), feature_names=getattr(dls, 'feature_names', None),
                bmus=bmus, dists=dists, learn=learn)
 
-# %% ../nbs/05_interp.ipynb #8a0a092f
+# %% ../nbs/05_interp.ipynb #5e8b9ce9
 @patch
 def _bmus_of(self:SomInterpretation, x=None)->Tensor:
     return self.bmus if x is None else _to_cpu(self.som.bmu(x))
 
-# %% ../nbs/05_interp.ipynb #796c6987
+# %% ../nbs/05_interp.ipynb #f1236b95
 @patch
 def activation_response(self:SomInterpretation,
     x=None, # samples to count instead of the cached ones
@@ -313,7 +313,7 @@ def activation_response(self:SomInterpretation,
     "Hit map: number of samples whose BMU is each unit, (rows, cols)"
     return torch.bincount(self._bmus_of(x), minlength=self.n_units).view(self.grid.shape)
 
-# %% ../nbs/05_interp.ipynb #5ce6dfa2
+# %% ../nbs/05_interp.ipynb #80ec7f39
 @patch
 def distance_map(self:SomInterpretation,
     normalize:bool=False, # divide by the largest value, as MiniSom's `distance_map()` does
@@ -322,7 +322,7 @@ def distance_map(self:SomInterpretation,
     u = _to_cpu(self.som.distance_map()).float()
     return u / u.max().clamp(min=1e-30) if normalize else u
 
-# %% ../nbs/05_interp.ipynb #e02ee401
+# %% ../nbs/05_interp.ipynb #dc4c18c2
 @patch
 def win_map(self:SomInterpretation,
     x=None, # samples to map instead of the cached ones
@@ -337,27 +337,27 @@ def win_map(self:SomInterpretation,
         wm[self.rc(u)] = idx.tolist() if return_indices else list(xs[idx])
     return wm
 
-# %% ../nbs/05_interp.ipynb #d2e49e8b
+# %% ../nbs/05_interp.ipynb #fb2bef18
 def _groups(sorted_keys:Tensor, values:Tensor)->tuple:
     "Unique keys of a sorted key tensor and the matching slices of `values`"
     keys, counts = torch.unique_consecutive(sorted_keys, return_counts=True)
     return keys.tolist(), values.split(counts.tolist())
 
-# %% ../nbs/05_interp.ipynb #93292166
+# %% ../nbs/05_interp.ipynb #2b3ca7d1
 def _count_labels(bmus:Tensor, codes:np.ndarray, n_units:int, k:int)->np.ndarray:
     "Samples per unit and class code, (n_units, k); code -1 (no label) is not counted"
     ok = torch.as_tensor(codes >= 0)
     i = bmus[ok] * k + torch.as_tensor(codes, dtype=torch.long)[ok]
     return torch.bincount(i, minlength=n_units * k).view(n_units, k).numpy()
 
-# %% ../nbs/05_interp.ipynb #5893bd42
+# %% ../nbs/05_interp.ipynb #1298ecde
 @patch
 def label_counts(self:SomInterpretation)->np.ndarray:
     "Labelled samples per unit and class, (n_units, n_classes)"
     if self.labels is None: raise ValueError("No labels: build the interpretation with `labels=` (or DataLoaders with label columns).")
     return _count_labels(self.bmus, self.label_codes, self.n_units, len(self.classes))
 
-# %% ../nbs/05_interp.ipynb #37f6f3d3
+# %% ../nbs/05_interp.ipynb #a0d96fa0
 @patch
 def labels_map(self:SomInterpretation,
     x=None, # samples to map instead of the cached ones (then pass their `labels`)
@@ -376,7 +376,7 @@ def labels_map(self:SomInterpretation,
         lm[self.rc(u)] = Counter({classes[k]: int(n[u, k]) for k in np.flatnonzero(n[u])})
     return lm
 
-# %% ../nbs/05_interp.ipynb #bf3403a6
+# %% ../nbs/05_interp.ipynb #228232c0
 @patch
 def majority_labels(self:SomInterpretation)->np.ndarray:
     "Most frequent label of each unit, `None` for units without labelled hits, (rows, cols) object array"
@@ -386,7 +386,7 @@ def majority_labels(self:SomInterpretation)->np.ndarray:
     out[hit] = np.asarray(self.classes, dtype=object)[n[hit].argmax(1)]
     return out.reshape(self.grid.shape)
 
-# %% ../nbs/05_interp.ipynb #57dcf13b
+# %% ../nbs/05_interp.ipynb #a01c5a61
 @patch
 def class_proportions(self:SomInterpretation)->np.ndarray:
     "Share of each class among each unit's labelled hits, NaN for units without any, (rows, cols, n_classes)"
@@ -394,7 +394,7 @@ def class_proportions(self:SomInterpretation)->np.ndarray:
     with np.errstate(invalid='ignore', divide='ignore'): p = n / n.sum(1, keepdims=True)
     return p.reshape(*self.grid.shape, -1)
 
-# %% ../nbs/05_interp.ipynb #72416bff
+# %% ../nbs/05_interp.ipynb #32d2728b
 @patch
 def purity(self:SomInterpretation)->np.ndarray:
     "Share of each unit's labelled hits that carry its majority label, NaN for units without any, (rows, cols)"
@@ -404,7 +404,7 @@ def purity(self:SomInterpretation)->np.ndarray:
     out[hit] = p[hit].max(-1)
     return out
 
-# %% ../nbs/05_interp.ipynb #7b0fe63c
+# %% ../nbs/05_interp.ipynb #0249135b
 @patch
 def decode_rows(self:SomInterpretation,
     t:Tensor, # rows in the map's space, (n, n_features)
@@ -416,7 +416,7 @@ def decode_rows(self:SomInterpretation,
     r = _to_cpu(r).numpy()
     return pd.DataFrame(r, columns=self.feature_names if r.shape[1] == len(self.feature_names) else None)
 
-# %% ../nbs/05_interp.ipynb #c6e782a1
+# %% ../nbs/05_interp.ipynb #eba41ae6
 @patch
 def decoded_codebook(self:SomInterpretation)->pd.DataFrame:
     "The codebook in original units, one row per unit (in unit order), with `row` and `col` as index"
@@ -424,12 +424,12 @@ def decoded_codebook(self:SomInterpretation)->pd.DataFrame:
     df.index = pd.MultiIndex.from_arrays([self.grid.row.numpy(), self.grid.col.numpy()], names=['row', 'col'])
     return df
 
-# %% ../nbs/05_interp.ipynb #638afdae
+# %% ../nbs/05_interp.ipynb #d36e2766
 def _minmax(a:np.ndarray)->np.ndarray:
     lo, hi = a.min(0), a.max(0)
     return np.where(hi > lo, (a - lo) / np.where(hi > lo, hi - lo, 1), .5)
 
-# %% ../nbs/05_interp.ipynb #42a9b3c1
+# %% ../nbs/05_interp.ipynb #7fbf8323
 def pca_colors(
     w, # vectors (n, d)
 )->np.ndarray:
@@ -442,7 +442,7 @@ def pca_colors(
     out[:, :len(vh)] = _minmax((wc @ vh.T).numpy())
     return out
 
-# %% ../nbs/05_interp.ipynb #86a04cc0
+# %% ../nbs/05_interp.ipynb #069c9537
 @patch
 def codebook_colors(self:SomInterpretation,
     pca:bool|None=None, # force PCA colours (default: only when the map has other than 3 features)
@@ -459,7 +459,7 @@ def codebook_colors(self:SomInterpretation,
         else: c = _minmax(c)
     return c.reshape(*self.grid.shape, 3)
 
-# %% ../nbs/05_interp.ipynb #411fdc6c
+# %% ../nbs/05_interp.ipynb #884d87f3
 @patch
 def plot_codebook(self:SomInterpretation,
     ax=None, # axes to draw on; a new figure when `None`
@@ -473,7 +473,7 @@ def plot_codebook(self:SomInterpretation,
     title = title or ('Codebook (first 3 principal components as RGB)' if pca else 'Codebook (RGB)')
     return plot_lattice(self.grid, colors=self.codebook_colors(pca), ax=ax, figsize=figsize, title=title, **kwargs)
 
-# %% ../nbs/05_interp.ipynb #0e000f9d
+# %% ../nbs/05_interp.ipynb #c28d6ac0
 @patch
 def _overlay_hits(self:SomInterpretation, ax, color='white'):
     h = self.activation_response().flatten().numpy().astype(float)
@@ -482,7 +482,7 @@ def _overlay_hits(self:SomInterpretation, ax, color='white'):
     return ax.scatter(yx[:, 1], yx[:, 0], s=size, marker='h' if self.grid.hex else 's', c=color, edgecolors='0.1',
                       linewidths=.5, zorder=3)
 
-# %% ../nbs/05_interp.ipynb #e39043ff
+# %% ../nbs/05_interp.ipynb #5680c4af
 @patch
 def _overlay_labels(self:SomInterpretation, ax, fontsize=None):
     m = self.majority_labels().flatten()
@@ -492,7 +492,7 @@ def _overlay_labels(self:SomInterpretation, ax, fontsize=None):
     halo = [patheffects.withStroke(linewidth=2, foreground='white')]  # readable on dark cells too
     return annotate_units(ax, self.grid, m, cols, fontsize, fontweight='bold', path_effects=halo)
 
-# %% ../nbs/05_interp.ipynb #b4adf1e2
+# %% ../nbs/05_interp.ipynb #f3da2c57
 @patch
 def plot_umatrix(self:SomInterpretation,
     overlay:str|None=None, # None, 'hits' (cells sized by hit count) or 'labels' (majority label)
@@ -511,7 +511,7 @@ def plot_umatrix(self:SomInterpretation,
     elif overlay == 'labels': self._overlay_labels(ax)
     return ax
 
-# %% ../nbs/05_interp.ipynb #41d8d833
+# %% ../nbs/05_interp.ipynb #7eff0bc2
 @patch
 def plot_hits(self:SomInterpretation,
     ax=None, # axes to draw on; a new figure when `None`
@@ -533,7 +533,7 @@ def plot_hits(self:SomInterpretation,
         annotate_units(ax, self.grid, [int(v) if v > 0 else None for v in h], contrast_text(pc.to_rgba(pc.get_array())))
     return ax
 
-# %% ../nbs/05_interp.ipynb #c5eccd93
+# %% ../nbs/05_interp.ipynb #d5c57b26
 @patch
 def plot_component_planes(self:SomInterpretation,
     features:list|None=None, # decoded column names or positions (default: all)
@@ -568,7 +568,7 @@ def plot_component_planes(self:SomInterpretation,
         else: plot_categories(self.grid, col.to_numpy(object), ax=a, title=str(n), **kwargs)
     return axs
 
-# %% ../nbs/05_interp.ipynb #5a033ba5
+# %% ../nbs/05_interp.ipynb #18be2db5
 @patch
 def plot_labels(self:SomInterpretation,
     ax=None, # axes to draw on; a new figure when `None`
@@ -588,7 +588,7 @@ def plot_labels(self:SomInterpretation,
     self._overlay_labels(ax, fontsize)
     return ax
 
-# %% ../nbs/05_interp.ipynb #6cacc4b0
+# %% ../nbs/05_interp.ipynb #c65b5f70
 @patch
 def _plot_pies(self:SomInterpretation, ax, radius=.45):
     p = self.class_proportions().reshape(self.n_units, -1)
@@ -605,7 +605,7 @@ def _plot_pies(self:SomInterpretation, ax, radius=.45):
     ax.add_collection(pcol)
     return pcol
 
-# %% ../nbs/05_interp.ipynb #a597e76e
+# %% ../nbs/05_interp.ipynb #f68413dc
 @patch
 def _purity_alpha(self:SomInterpretation, lo=.25)->np.ndarray:
     "Purity mapped from [1/n_classes, 1] to opacities [lo, 1], so even the most mixed unit keeps a tint unlike an empty one"
@@ -613,7 +613,7 @@ def _purity_alpha(self:SomInterpretation, lo=.25)->np.ndarray:
     p = self.purity()
     return p if k < 2 else lo + (1 - lo) * (p - 1 / k) / (1 - 1 / k)
 
-# %% ../nbs/05_interp.ipynb #21b18454
+# %% ../nbs/05_interp.ipynb #e4ce03a3
 @patch
 def plot_class_map(self:SomInterpretation,
     purity:bool=False, # fade each unit's colour by the share of its majority class (a light tint when fully mixed; empty units stay white)
@@ -633,14 +633,14 @@ def plot_class_map(self:SomInterpretation,
         self._plot_pies(ax)
     return ax
 
-# %% ../nbs/05_interp.ipynb #2debd359
+# %% ../nbs/05_interp.ipynb #8b577e07
 def _is_numeric(v:np.ndarray)->bool:
     if v.dtype.kind in 'iuf': return True
     if v.dtype.kind != 'O': return False
     try: np.asarray(v, dtype=float); return not any(isinstance(o, (str, bool, np.bool_)) for o in v.flat)
     except (TypeError, ValueError): return False
 
-# %% ../nbs/05_interp.ipynb #e1cacd2a
+# %% ../nbs/05_interp.ipynb #2212c016
 @patch
 def plot_feature_over_map(self:SomInterpretation,
     values, # one value per unit, (n_units,) or (rows, cols): numbers, or categories (strings, ...)
@@ -660,7 +660,7 @@ def plot_feature_over_map(self:SomInterpretation,
     if not categorical: return plot_lattice(self.grid, v.astype(float), ax=ax, figsize=figsize, cmap=cmap, title=title, **kwargs)
     return plot_categories(self.grid, v.reshape(-1), ax=ax, figsize=figsize, title=title, **kwargs)
 
-# %% ../nbs/05_interp.ipynb #3cc54ace
+# %% ../nbs/05_interp.ipynb #c2a83381
 @patch
 def predict_codebook(self:SomInterpretation,
     model, # an sklearn-like model (with `method`), or a callable
@@ -682,7 +682,7 @@ def predict_codebook(self:SomInterpretation,
     if len(out) != self.n_units: raise ValueError(f"The model returned {len(out)} outputs for {self.n_units} units.")
     return out
 
-# %% ../nbs/05_interp.ipynb #c908da5b
+# %% ../nbs/05_interp.ipynb #271bdb55
 @patch
 def plot_predictions(self:SomInterpretation,
     model, # an sklearn-like model (with `method`), a callable, or a torch module (fed the raw codebook)
@@ -705,7 +705,7 @@ def plot_predictions(self:SomInterpretation,
     if categorical is None: categorical = p.dtype.kind not in 'fc'
     return self.plot_feature_over_map(p, ax=ax, figsize=figsize, cmap=cmap, title=title, categorical=categorical, **kwargs)
 
-# %% ../nbs/05_interp.ipynb #d7885e51
+# %% ../nbs/05_interp.ipynb #aec1713a
 @patch
 def top_losses(self:SomInterpretation,
     k:int|None=10, # number of samples (default all with `None`)

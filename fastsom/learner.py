@@ -39,7 +39,7 @@ def som_splitter(model:Som)->list:
     "One parameter group holding the codebook (fastai's default splitter keeps only trainable parameters)"
     return [list(model.parameters())]
 
-# %% ../nbs/04_learner.ipynb #766fbbd1
+# %% ../nbs/04_learner.ipynb #a5bb42bb
 class TopographicError(Metric):
     "Share of validation samples whose first and second BMUs are not adjacent on the lattice"
     k = 2
@@ -52,7 +52,7 @@ class TopographicError(Metric):
     @property
     def value(self): return self.bad / self.n if self.n else None
 
-# %% ../nbs/04_learner.ipynb #facca0e9
+# %% ../nbs/04_learner.ipynb #4090679b
 class UnitsHit(Metric):
     "Share of the map's units that are the BMU of at least one validation sample"
     def reset(self): self.hit = None
@@ -63,16 +63,17 @@ class UnitsHit(Metric):
     @property
     def value(self): return None if self.hit is None else self.hit.float().mean().item()
 
-# %% ../nbs/04_learner.ipynb #1830808b
+# %% ../nbs/04_learner.ipynb #2fd9dd6c
 decays = dict(exp=SchedExp, linear=SchedLin, cos=SchedCos)
 
+# %% ../nbs/04_learner.ipynb #ac70027d
 def _anneal(decay, start:float, end:float):
     if start == end: return SchedNo(start, end)
     if decay == 'exp' and (start <= 0 or end <= 0):
         raise ValueError(f"Exponential decay needs start and end > 0, got {start} -> {end}: use decay='linear'.")
     return decays[decay](start, end)
 
-# %% ../nbs/04_learner.ipynb #d66ad228
+# %% ../nbs/04_learner.ipynb #21b4579c
 class SomScheduler(ParamScheduler):
     "Decay alpha (fastai's `lr`) and `sigma` from their values at the start of `fit`, per epoch or per batch"
     order, run_valid = 61, False  # after fastai's `ParamScheduler`s (60), whose keys win
@@ -124,7 +125,7 @@ class SomScheduler(ParamScheduler):
         if hasattr(self.learn, 'recorder'): self.learn.recorder.hps = {**hps, **self.hps}
         self.scheds = {}  # annealers are rebuilt at each fit; the learner stays easy to pickle
 
-# %% ../nbs/04_learner.ipynb #75101ea5
+# %% ../nbs/04_learner.ipynb #ce5214b0
 class TwoPhaseScheduler(SomScheduler):
     "An ordering phase (large, shrinking sigma) then a fine-tuning phase (small sigma and alpha)"
     def __init__(self,
@@ -148,7 +149,7 @@ class TwoPhaseScheduler(SomScheduler):
         return {'lr': combine_scheds(pcts, [f(alpha, a_mid), f(a_mid, a_end)]),
                 'sigma': combine_scheds(pcts, [f(sigma, s_mid), f(s_mid, s_end)])}
 
-# %% ../nbs/04_learner.ipynb #ab4cf058
+# %% ../nbs/04_learner.ipynb #525ad2ad
 def get_scheduler(sched)->Callback|None:
     "The schedule callback for `sched`: a name, a callback (returned as is), or None"
     if sched is None or not isinstance(sched, str): return sched
@@ -156,12 +157,12 @@ def get_scheduler(sched)->Callback|None:
     _check_choice('schedule', sched, [*decays, "two_phase"])
     return SomScheduler(sched)
 
-# %% ../nbs/04_learner.ipynb #03d76c63
+# %% ../nbs/04_learner.ipynb #b4c16697
 _no_freeze = ("A SOM has no layers to freeze or unfreeze: its codebook is trained by the update rule, never by "
               "gradients. To refine a trained map, fit again with a smaller alpha and neighbourhood, "
               "e.g. `learn.fit(3, lr=.1, sigma=1.)`.")
 
-# %% ../nbs/04_learner.ipynb #2e2cf9d7
+# %% ../nbs/04_learner.ipynb #e5a29825
 class SomLearner(Learner):
     "A fastai `Learner` that trains a `Som` with its update rule instead of gradients"
     def __init__(self,
@@ -232,14 +233,14 @@ class SomLearner(Learner):
         "The codebook, (rows, cols, n_features), in the space the map was trained in"
         return self.model.codebook.detach()
 
-# %% ../nbs/04_learner.ipynb #2190990f
+# %% ../nbs/04_learner.ipynb #7c3302c5
 def _n_features(dls)->int:
     n = getattr(dls, 'n_features', None)
     if n is not None: return n
     b = dls.one_batch()
     return (b if isinstance(b, Tensor) else b[0]).shape[-1]
 
-# %% ../nbs/04_learner.ipynb #8387b9e6
+# %% ../nbs/04_learner.ipynb #054780ee
 def train_sample(dls, n:int=200_000, seed:int|None=None)->Tensor:
     "Up to `n` training rows of `dls`, for initialising the codebook"
     dl = dls.train
@@ -254,7 +255,7 @@ def train_sample(dls, n:int=200_000, seed:int|None=None)->Tensor:
     if not xs: raise ValueError("The training DataLoader is empty: there is nothing to initialise the map from.")
     return torch.cat(xs)[:n]
 
-# %% ../nbs/04_learner.ipynb #7862e444
+# %% ../nbs/04_learner.ipynb #8e1c25b2
 def som_learner(
     dls, # `DataLoaders` of (x, x) or (x,) batches, e.g. `SomDataLoaders`
     size:tuple=(10, 10), # (rows, cols) of the map
@@ -286,7 +287,7 @@ def som_learner(
     if metrics is None: metrics = [TopographicError(), UnitsHit()]
     return SomLearner(dls, som, sigma=sigma, lr=lr, metrics=metrics, cbs=L(cbs) + L(get_scheduler(sched)), **kwargs)
 
-# %% ../nbs/04_learner.ipynb #cab8a18c
+# %% ../nbs/04_learner.ipynb #024cb916
 @patch
 def codebook_df(self:SomLearner,
     denorm:bool=True, # undo the DataLoaders' normalisation, when they have one
@@ -300,7 +301,7 @@ def codebook_df(self:SomLearner,
     df.insert(0, 'row', g.row.cpu().numpy()); df.insert(1, 'col', g.col.cpu().numpy())
     return df
 
-# %% ../nbs/04_learner.ipynb #d2f8f000
+# %% ../nbs/04_learner.ipynb #da90237b
 @patch
 def features(self:SomLearner,
     x, # new data: raw (DataFrame, array, tensor...) when the DataLoaders preprocess, or a `DataLoader`
@@ -313,7 +314,7 @@ def features(self:SomLearner,
     if isinstance(getattr(dl, 'x', None), Tensor): return self.model.prep(dl.x)
     return self.model.prep(torch.cat([(b if isinstance(b, Tensor) else b[0]).to(self.model.codebook.device) for b in dl]))
 
-# %% ../nbs/04_learner.ipynb #809632d0
+# %% ../nbs/04_learner.ipynb #13a50f52
 @patch
 def bmus(self:SomLearner,
     x, # new data, see `SomLearner.features`
@@ -322,7 +323,7 @@ def bmus(self:SomLearner,
     "Index of the best matching unit of each sample of `x`, (n,)"
     return self.model.bmu(self.features(x, preprocess))
 
-# %% ../nbs/04_learner.ipynb #fc313f89
+# %% ../nbs/04_learner.ipynb #1ae4ac66
 @patch
 def transform(self:SomLearner,
     x, # new data, see `SomLearner.features`

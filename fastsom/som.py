@@ -19,18 +19,23 @@ __all__ = ['update_rules', 'inits', 'Som', 'moments', 'schedule', 'epoch_pos', '
 update_rules = ('minibatch', 'batch', 'online')
 inits = ('pca', 'random', 'sample')
 
-# %% ../nbs/02_som.ipynb #ddac1bc0
+# %% ../nbs/02_som.ipynb #6e80f0b2
 def _check_size(size):
     if isinstance(size, int): size = (size, size)
     if len(tuple(size)) != 2: raise ValueError(f"`size` must be (rows, cols), got {size!r}.")
     return tuple(size)
 
-# %% ../nbs/02_som.ipynb #c66f8e0d
+# %% ../nbs/02_som.ipynb #699f2da9
+def _fname(f)->str:
+    "The name of function `f`, or its repr for callables without one (a `functools.partial`, a callable object)"
+    return getattr(f, '__name__', None) or repr(f)
+
+# %% ../nbs/02_som.ipynb #6934e0c2
 def _check_choice(name, v, valid):
     if v not in valid: raise ValueError(f"Unknown {name} {v!r}: choose one of {list(valid)}.")
     return v
 
-# %% ../nbs/02_som.ipynb #7a1fdfeb
+# %% ../nbs/02_som.ipynb #87702cae
 class Som(nn.Module):
     "A Self-Organizing Map: a `rows` x `cols` codebook of `n_features`-vectors on a lattice"
     def __init__(self,
@@ -71,9 +76,9 @@ class Som(nn.Module):
     def extra_repr(self):
         g = self.grid
         return (f"size={g.shape}, n_features={self.n_features}, topology={g.topology!r}, toroidal={g.toroidal}, "
-                f"dist={self.dist.__name__}, neigh={self.neigh.__name__}, update={self.update!r}")
+                f"dist={_fname(self.dist)}, neigh={_fname(self.neigh)}, update={self.update!r}")
 
-# %% ../nbs/02_som.ipynb #ee0398f7
+# %% ../nbs/02_som.ipynb #949b8fbf
 @patch
 def prep(self:Som, x)->Tensor:
     "`x` as a (n, n_features) float tensor on the codebook's device, or a clear error"
@@ -90,23 +95,23 @@ def prep(self:Som, x)->Tensor:
         raise ValueError(f"Data contains NaN or inf in feature column(s) {bad}: fill or drop them first.")
     return x
 
-# %% ../nbs/02_som.ipynb #64ceb096
+# %% ../nbs/02_som.ipynb #ed452de3
 def _generator(seed): return None if seed is None else torch.Generator().manual_seed(seed)
 
-# %% ../nbs/02_som.ipynb #fc6f25cd
+# %% ../nbs/02_som.ipynb #303c57a0
 def _unit_span(v:Tensor)->Tensor:
     "Positions `v` rescaled to [-1, 1] (0 when all equal)"
     r = v.max() - v.min()
     return (v - v.min()) / r * 2 - 1 if r > 0 else torch.zeros_like(v)
 
-# %% ../nbs/02_som.ipynb #3e81523f
+# %% ../nbs/02_som.ipynb #5bf39c14
 def moments(x:Tensor)->tuple:
     "Mean (f,) and covariance (f, f) of the rows of `x`"
     mean = x.mean(0)
     xc = x - mean
     return mean, xc.T @ xc / max(len(x) - 1, 1)
 
-# %% ../nbs/02_som.ipynb #f867393f
+# %% ../nbs/02_som.ipynb #e0aec14f
 @patch
 def pca_codebook(self:Som,
     mean:Tensor, # mean of the data (n_features,)
@@ -121,7 +126,7 @@ def pca_codebook(self:Som,
     w = mean + long_[:, None] * pcs[0]
     return w + short[:, None] * pcs[1] if len(pcs) > 1 else w
 
-# %% ../nbs/02_som.ipynb #1b45ef02
+# %% ../nbs/02_som.ipynb #496848ae
 @patch
 def init_codebook(self:Som,
     x, # training data (n, n_features); a sample is enough
@@ -143,20 +148,20 @@ def init_codebook(self:Som,
     self.weights.copy_(w)
     return self
 
-# %% ../nbs/02_som.ipynb #6daee099
+# %% ../nbs/02_som.ipynb #5026cba7
 @patch
 def chunk_size(self:Som)->int:
     "Rows per chunk of the BMU search"
     return max(1, int(self.chunk_mb * 2**20 / (4 * self.n_units)))
 
-# %% ../nbs/02_som.ipynb #5d0e0ca0
+# %% ../nbs/02_som.ipynb #4c2299e3
 def _smallest(d:Tensor, k:int):
     if k == 1:
         v, i = d.min(1, keepdim=True)
         return v, i
     return d.topk(k, 1, largest=False)
 
-# %% ../nbs/02_som.ipynb #409470b1
+# %% ../nbs/02_som.ipynb #043052a9
 @patch
 def search(self:Som,
     x, # samples (n, n_features)
@@ -177,27 +182,27 @@ def search(self:Som,
         idx.append(i); dst.append(d)
     return torch.cat(idx), torch.cat(dst)
 
-# %% ../nbs/02_som.ipynb #138c9853
+# %% ../nbs/02_som.ipynb #c8b91221
 @patch
 def forward(self:Som, x)->tuple:
     "BMU index (n,) and distance to it (n,) of each sample; (n, k) each when `self.k` > 1"
     i, d = self.search(x, self.k)
     return (i[:, 0], d[:, 0]) if self.k == 1 else (i, d)
 
-# %% ../nbs/02_som.ipynb #0743acf9
+# %% ../nbs/02_som.ipynb #fe1e01e7
 @patch
 def bmu(self:Som, x)->Tensor:
     "Index of the best matching unit of each sample, (n,)"
     return self.search(x)[0][:, 0]
 
-# %% ../nbs/02_som.ipynb #9619e6a3
+# %% ../nbs/02_som.ipynb #a8c61d97
 @patch
 def bmu_rc(self:Som, x)->Tensor:
     "(row, col) of the best matching unit of each sample, (n, 2)"
     i = self.bmu(x)
     return torch.stack([i // self.grid.cols, i % self.grid.cols], 1)
 
-# %% ../nbs/02_som.ipynb #08a6273c
+# %% ../nbs/02_som.ipynb #8120d69a
 @patch
 def batch_stats(self:Som,
     x:Tensor, # samples (n, n_features), already prepared
@@ -207,7 +212,7 @@ def batch_stats(self:Som,
     hits = torch.bincount(bmu, minlength=self.n_units).to(x.dtype)
     return hits, x.new_zeros(self.n_units, x.shape[1]).index_add_(0, bmu, x)
 
-# %% ../nbs/02_som.ipynb #340ee642
+# %% ../nbs/02_som.ipynb #f1b8c0e6
 @patch
 def neighbourhood_sums(self:Som,
     stats:Tensor, # per-unit statistics (n_units, c), e.g. sums with hits as a last column
@@ -229,7 +234,7 @@ def neighbourhood_sums(self:Som,
         out.append(self.neigh(d2, sigma) @ stats[hit])
     return torch.cat(out)
 
-# %% ../nbs/02_som.ipynb #4bc559b8
+# %% ../nbs/02_som.ipynb #2c3ff856
 @patch
 def update_from_stats(self:Som,
     hits:Tensor, # per-unit hit counts (n_units,)
@@ -249,7 +254,7 @@ def update_from_stats(self:Som,
     if self.update == 'batch': w.copy_(target)
     else: w.add_(alpha * (target - w))
 
-# %% ../nbs/02_som.ipynb #9e6558d2
+# %% ../nbs/02_som.ipynb #5dbddc6d
 @patch
 def step(self:Som,
     x, # a batch of samples (n, n_features)
@@ -262,7 +267,7 @@ def step(self:Som,
     if bmu is None: bmu = self.bmu(x)
     self.update_from_stats(*self.batch_stats(x, bmu), alpha, sigma, len(x))
 
-# %% ../nbs/02_som.ipynb #f54ad115
+# %% ../nbs/02_som.ipynb #9daa703e
 def schedule(
     v, # a number, a (start, end) pair, or a callable of `pos`
     decay:str='exp', # 'exp' or 'linear' decay from start to end
@@ -277,22 +282,22 @@ def schedule(
         return lambda pos: start * (end / start) ** pos
     return lambda pos: start + (end - start) * pos
 
-# %% ../nbs/02_som.ipynb #5a8ba628
+# %% ../nbs/02_som.ipynb #16f711ea
 def epoch_pos(epoch:int, n_epochs:int)->float:
     "Training progress at the start of `epoch`: 0 for the first epoch, 1 for the last"
     return epoch / (n_epochs - 1) if n_epochs > 1 else 0.
 
-# %% ../nbs/02_som.ipynb #b0a27470
+# %% ../nbs/02_som.ipynb #bba298f5
 @patch
 def default_sigma(self:Som)->tuple:
     "Default (start, end) radius: half the longer side of the map down to 1 (or less on tiny maps)"
     start = max(self.grid.shape) / 2
     return (start, min(1., start))
 
-# %% ../nbs/02_som.ipynb #f2c42447
+# %% ../nbs/02_som.ipynb #af4036b3
 def _noop_reduce(hits, sums): return hits, sums
 
-# %% ../nbs/02_som.ipynb #cc91a679
+# %% ../nbs/02_som.ipynb #8724c64b
 @patch
 def fit_batches(self:Som,
     batches:callable, # `batches(epoch)` yields the prepared mini-batches of that epoch
@@ -315,7 +320,7 @@ def fit_batches(self:Som,
         if after_epoch is not None: after_epoch(self, epoch)
     return self
 
-# %% ../nbs/02_som.ipynb #21601ee8
+# %% ../nbs/02_som.ipynb #f3bf1629
 def minibatches(
     x:Tensor, # data (n, n_features)
     bs:int, # batch size
@@ -328,7 +333,7 @@ def minibatches(
         for i in range(0, len(x), bs): yield x[order[i:i+bs]] if shuffle else x[i:i+bs]
     return batches
 
-# %% ../nbs/02_som.ipynb #996ea391
+# %% ../nbs/02_som.ipynb #5810a8ac
 @patch
 def fit(self:Som,
     x, # training data (n, n_features)
@@ -348,13 +353,13 @@ def fit(self:Som,
     if init is not None: self.init_codebook(x, init, seed)
     return self.fit_batches(minibatches(x, bs, shuffle, seed), epochs, alpha, sigma, decay, start_epoch=start_epoch, after_epoch=after_epoch)
 
-# %% ../nbs/02_som.ipynb #44183d5e
+# %% ../nbs/02_som.ipynb #f83dfb42
 @patch
 def quantization_error(self:Som, x)->float:
     "Mean distance from each sample to its BMU's codebook vector (in the map's distance)"
     return self.search(x)[1].mean().item()
 
-# %% ../nbs/02_som.ipynb #65293dda
+# %% ../nbs/02_som.ipynb #fded5c34
 @patch
 def topographic_error(self:Som, x)->float:
     "Share of samples whose first and second BMUs are not adjacent on the lattice, in [0, 1]"
@@ -362,13 +367,13 @@ def topographic_error(self:Som, x)->float:
     i = self.search(x, 2)[0].cpu()
     return (~self.grid.adjacent(i[:, 0], i[:, 1])).float().mean().item()
 
-# %% ../nbs/02_som.ipynb #ef31fcb0
+# %% ../nbs/02_som.ipynb #83626170
 @patch
 def activation_response(self:Som, x)->Tensor:
     "Number of samples whose BMU is each unit, (rows, cols)"
     return torch.bincount(self.bmu(x), minlength=self.n_units).view(self.grid.shape)
 
-# %% ../nbs/02_som.ipynb #875e4825
+# %% ../nbs/02_som.ipynb #87d9897a
 @patch
 def distance_map(self:Som)->Tensor:
     "U-matrix: mean Euclidean distance of each unit's codebook vector to its lattice neighbours', (rows, cols)"
