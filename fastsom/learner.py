@@ -271,7 +271,7 @@ def som_learner(
     metrics=None, # fastai metrics; default `TopographicError()` and `UnitsHit()` (the loss is the QE)
     cbs=None, # extra callbacks
     seed:int|None=None, # seed of the initialisation
-    chunk_mb:float=64, # memory budget of one block of the BMU search, MiB
+    chunk_mb:float=4, # memory budget of one block of the BMU search, MiB
     **kwargs # passed to `SomLearner` and fastai's `Learner`
 )->SomLearner:
     "A `SomLearner` for `dls`: a `size` map with as many features as the data, initialised from the training set"

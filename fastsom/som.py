@@ -13,7 +13,7 @@ from .grid import Grid, axis_d2
 from .functions import *
 
 # %% auto #0
-__all__ = ['update_rules', 'inits', 'Som', 'moments', 'schedule', 'epoch_pos', 'minibatches']
+__all__ = ['update_rules', 'inits', 'Som', 'moments', 'schedule', 'epoch_pos', 'minibatches', 'default_bs']
 
 # %% ../nbs/02_som.ipynb #e0fcc196
 update_rules = ('minibatch', 'batch', 'online')
@@ -46,7 +46,7 @@ class Som(nn.Module):
         dist='euclidean', # name in `distances`, or a callable `f(x, w) -> (n, m)`
         neigh='gaussian', # name in `neighbourhoods`, or a callable `f(d2, sigma)`
         update:str='minibatch', # update rule: 'minibatch', 'batch' or 'online' (see `Som.update_from_stats`)
-        chunk_mb:float=64, # memory budget in MiB of one (samples x units) distance block of the BMU search
+        chunk_mb:float=4, # memory budget in MiB of one (samples x units) distance block of the BMU search (cache-sized is fastest)
     ):
         super().__init__()
         self.grid = Grid(*_check_size(size), topology, toroidal)
@@ -154,14 +154,22 @@ def chunk_size(self:Som)->int:
     "Rows per chunk of the BMU search"
     return max(1, int(self.chunk_mb * 2**20 / (4 * self.n_units)))
 
-# %% ../nbs/02_som.ipynb #4c2299e3
-def _smallest(d:Tensor, k:int):
-    if k == 1:
-        v, i = d.min(1, keepdim=True)
-        return v, i
-    return d.topk(k, 1, largest=False)
+# %% ../nbs/02_som.ipynb #f17a6fcf
+_width = 64  # slice width of `_argmin_rows`
 
-# %% ../nbs/02_som.ipynb #043052a9
+# %% ../nbs/02_som.ipynb #ad4bcf39
+def _argmin_rows(d:Tensor, width:int=_width)->tuple:
+    "Row-wise (min, argmin), both (n, 1), of `d` (n, m) with m a multiple of `width`"
+    b = d.view(len(d), -1, width)
+    v, j = b.amin(1).min(1, keepdim=True)  # the smallest value and its column within the slices
+    s = b.gather(2, j[:, None].expand(-1, b.shape[1], 1)).squeeze(2).argmin(1, keepdim=True)  # the slice holding it
+    return v, s * width + j
+
+# %% ../nbs/02_som.ipynb #0a2a06a8
+def _smallest(d:Tensor, k:int):
+    return d.min(1, keepdim=True) if k == 1 else d.topk(k, 1, largest=False)
+
+# %% ../nbs/02_som.ipynb #12268df2
 @patch
 def search(self:Som,
     x, # samples (n, n_features)
@@ -170,39 +178,44 @@ def search(self:Som,
     "Indices and distances of the `k` nearest units of each sample, both (n, k)"
     x, w = self.prep(x), self.weights
     if not 1 <= k <= self.n_units: raise ValueError(f"k must be between 1 and the number of units ({self.n_units}), got {k}.")
-    fast = self.dist in (euclidean, sqeuclidean)
-    if fast: w2 = (w * w).sum(1)
+    fast, rows = self.dist in (euclidean, sqeuclidean), self.chunk_size()
+    if fast:  # pad the codebook to a multiple of `_width` with units at infinite distance
+        pad = -self.n_units % _width if k == 1 else 0
+        w2 = torch.cat([(w * w).sum(1), w.new_full((pad,), math.inf)])
+        w = torch.cat([w, w.new_zeros(pad, w.shape[1])])
+        buf = w.new_empty(min(rows, len(x)), len(w))
     idx, dst = [], []
-    for xc in x.split(self.chunk_size()):
+    for xc in x.split(rows):
         if fast:
-            d, i = _smallest(torch.addmm(w2, xc, w.T, alpha=-2), k)
+            d = torch.addmm(w2, xc, w.T, alpha=-2, out=buf[:len(xc)])
+            d, i = _argmin_rows(d) if k == 1 else _smallest(d, k)
             d = d.add_((xc * xc).sum(1, keepdim=True)).clamp_(min=0)
             if self.dist is euclidean: d = d.sqrt_()
         else: d, i = _smallest(self.dist(xc, w), k)
         idx.append(i); dst.append(d)
     return torch.cat(idx), torch.cat(dst)
 
-# %% ../nbs/02_som.ipynb #c8b91221
+# %% ../nbs/02_som.ipynb #76551f07
 @patch
 def forward(self:Som, x)->tuple:
     "BMU index (n,) and distance to it (n,) of each sample; (n, k) each when `self.k` > 1"
     i, d = self.search(x, self.k)
     return (i[:, 0], d[:, 0]) if self.k == 1 else (i, d)
 
-# %% ../nbs/02_som.ipynb #fe1e01e7
+# %% ../nbs/02_som.ipynb #12589ab5
 @patch
 def bmu(self:Som, x)->Tensor:
     "Index of the best matching unit of each sample, (n,)"
     return self.search(x)[0][:, 0]
 
-# %% ../nbs/02_som.ipynb #a8c61d97
+# %% ../nbs/02_som.ipynb #9db7c86d
 @patch
 def bmu_rc(self:Som, x)->Tensor:
     "(row, col) of the best matching unit of each sample, (n, 2)"
     i = self.bmu(x)
     return torch.stack([i // self.grid.cols, i % self.grid.cols], 1)
 
-# %% ../nbs/02_som.ipynb #8120d69a
+# %% ../nbs/02_som.ipynb #79761e17
 @patch
 def batch_stats(self:Som,
     x:Tensor, # samples (n, n_features), already prepared
@@ -212,7 +225,7 @@ def batch_stats(self:Som,
     hits = torch.bincount(bmu, minlength=self.n_units).to(x.dtype)
     return hits, x.new_zeros(self.n_units, x.shape[1]).index_add_(0, bmu, x)
 
-# %% ../nbs/02_som.ipynb #f1b8c0e6
+# %% ../nbs/02_som.ipynb #d8fde09c
 @patch
 def neighbourhood_sums(self:Som,
     stats:Tensor, # per-unit statistics (n_units, c), e.g. sums with hits as a last column
@@ -234,7 +247,7 @@ def neighbourhood_sums(self:Som,
         out.append(self.neigh(d2, sigma) @ stats[hit])
     return torch.cat(out)
 
-# %% ../nbs/02_som.ipynb #2c3ff856
+# %% ../nbs/02_som.ipynb #50a6aa5f
 @patch
 def update_from_stats(self:Som,
     hits:Tensor, # per-unit hit counts (n_units,)
@@ -254,7 +267,7 @@ def update_from_stats(self:Som,
     if self.update == 'batch': w.copy_(target)
     else: w.add_(alpha * (target - w))
 
-# %% ../nbs/02_som.ipynb #5dbddc6d
+# %% ../nbs/02_som.ipynb #77e24443
 @patch
 def step(self:Som,
     x, # a batch of samples (n, n_features)
@@ -267,7 +280,7 @@ def step(self:Som,
     if bmu is None: bmu = self.bmu(x)
     self.update_from_stats(*self.batch_stats(x, bmu), alpha, sigma, len(x))
 
-# %% ../nbs/02_som.ipynb #9daa703e
+# %% ../nbs/02_som.ipynb #02230278
 def schedule(
     v, # a number, a (start, end) pair, or a callable of `pos`
     decay:str='exp', # 'exp' or 'linear' decay from start to end
@@ -282,22 +295,22 @@ def schedule(
         return lambda pos: start * (end / start) ** pos
     return lambda pos: start + (end - start) * pos
 
-# %% ../nbs/02_som.ipynb #16f711ea
+# %% ../nbs/02_som.ipynb #e6e920dc
 def epoch_pos(epoch:int, n_epochs:int)->float:
     "Training progress at the start of `epoch`: 0 for the first epoch, 1 for the last"
     return epoch / (n_epochs - 1) if n_epochs > 1 else 0.
 
-# %% ../nbs/02_som.ipynb #bba298f5
+# %% ../nbs/02_som.ipynb #a71748e8
 @patch
 def default_sigma(self:Som)->tuple:
     "Default (start, end) radius: half the longer side of the map down to 1 (or less on tiny maps)"
     start = max(self.grid.shape) / 2
     return (start, min(1., start))
 
-# %% ../nbs/02_som.ipynb #af4036b3
+# %% ../nbs/02_som.ipynb #486d34b6
 def _noop_reduce(hits, sums): return hits, sums
 
-# %% ../nbs/02_som.ipynb #8724c64b
+# %% ../nbs/02_som.ipynb #4d90e9e6
 @patch
 def fit_batches(self:Som,
     batches:callable, # `batches(epoch)` yields the prepared mini-batches of that epoch
@@ -320,7 +333,7 @@ def fit_batches(self:Som,
         if after_epoch is not None: after_epoch(self, epoch)
     return self
 
-# %% ../nbs/02_som.ipynb #f3bf1629
+# %% ../nbs/02_som.ipynb #1b0599e0
 def minibatches(
     x:Tensor, # data (n, n_features)
     bs:int, # batch size
@@ -333,12 +346,17 @@ def minibatches(
         for i in range(0, len(x), bs): yield x[order[i:i+bs]] if shuffle else x[i:i+bs]
     return batches
 
-# %% ../nbs/02_som.ipynb #5810a8ac
+# %% ../nbs/02_som.ipynb #72efbb5a
+def default_bs(n:int)->int:
+    "Default batch size for `n` samples: about 16 updates per epoch, at least 64 and at most 4096 samples"
+    return min(4096, max(64, n // 16))
+
+# %% ../nbs/02_som.ipynb #a0f8b85f
 @patch
 def fit(self:Som,
     x, # training data (n, n_features)
     epochs:int=10, # passes over the data
-    bs:int=4096, # batch size
+    bs:int|None=None, # batch size; default `default_bs(len(x))`
     alpha=(.9, .1), # learning rate: number, (start, end), or callable of progress
     sigma=None, # neighbourhood radius: number, (start, end), or callable; default `default_sigma()`
     decay:str='exp', # decay of (start, end) pairs: 'exp' or 'linear'
@@ -351,15 +369,15 @@ def fit(self:Som,
     "Train the map on `x` with mini-batches, decaying `alpha` and `sigma` per epoch"
     x = self.prep(x)
     if init is not None: self.init_codebook(x, init, seed)
-    return self.fit_batches(minibatches(x, bs, shuffle, seed), epochs, alpha, sigma, decay, start_epoch=start_epoch, after_epoch=after_epoch)
+    return self.fit_batches(minibatches(x, bs or default_bs(len(x)), shuffle, seed), epochs, alpha, sigma, decay, start_epoch=start_epoch, after_epoch=after_epoch)
 
-# %% ../nbs/02_som.ipynb #f83dfb42
+# %% ../nbs/02_som.ipynb #af2e8a8a
 @patch
 def quantization_error(self:Som, x)->float:
     "Mean distance from each sample to its BMU's codebook vector (in the map's distance)"
     return self.search(x)[1].mean().item()
 
-# %% ../nbs/02_som.ipynb #fded5c34
+# %% ../nbs/02_som.ipynb #d4e3d616
 @patch
 def topographic_error(self:Som, x)->float:
     "Share of samples whose first and second BMUs are not adjacent on the lattice, in [0, 1]"
@@ -367,13 +385,13 @@ def topographic_error(self:Som, x)->float:
     i = self.search(x, 2)[0].cpu()
     return (~self.grid.adjacent(i[:, 0], i[:, 1])).float().mean().item()
 
-# %% ../nbs/02_som.ipynb #83626170
+# %% ../nbs/02_som.ipynb #cabbdf11
 @patch
 def activation_response(self:Som, x)->Tensor:
     "Number of samples whose BMU is each unit, (rows, cols)"
     return torch.bincount(self.bmu(x), minlength=self.n_units).view(self.grid.shape)
 
-# %% ../nbs/02_som.ipynb #87d9897a
+# %% ../nbs/02_som.ipynb #ce45fe75
 @patch
 def distance_map(self:Som)->Tensor:
     "U-matrix: mean Euclidean distance of each unit's codebook vector to its lattice neighbours', (rows, cols)"
