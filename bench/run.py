@@ -29,7 +29,7 @@ def learner_available():
 
 def skip_reason(lib, case, has_learner):
     if lib == 'fastsom-learner' and not has_learner: return 'not available (fastsom.learner missing)'
-    if lib == 'minisom-online' and case == 'large': return 'skipped: one Python-level update per sample (64M updates)'
+    if lib == 'minisom-online' and case == 'large': return 'skipped: one Python-level update per sample (10^6 updates)'
 
 def run_one(lib, case, seed, args):
     "Train in a fresh process; the record of that run"
