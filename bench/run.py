@@ -77,16 +77,19 @@ def table(summary):
                      f"{f(qr, '.3f')} | {f(r.get('te'), '.3f')} | {f(r.get('hit'), '.2f')} | {f(r.get('purity'), '.3f')} | {r['runs']} |")
     return '\n'.join(lines)
 
-def machine(args, loads):
+def fastsom_hash():
+    return hashlib.sha1(b''.join(p.read_bytes() for p in sorted((HERE.parent / 'fastsom').glob('*.py')))).hexdigest()[:10]
+
+def machine(args, loads, src):
     cpu = next((l.split(':', 1)[1].strip() for l in subprocess.run(['lscpu'], capture_output=True, text=True).stdout.splitlines()
                 if l.startswith('Model name')), platform.processor())
     def v(p):
         try: return version(p)
         except PackageNotFoundError: return 'not installed'
-    src = hashlib.sha1(b''.join(p.read_bytes() for p in sorted((HERE.parent / 'fastsom').glob('*.py')))).hexdigest()[:10]
     head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=HERE).stdout.strip()
     return (f"Machine: {cpu}, {os.cpu_count()} cores, {args.threads} threads per library; Python {platform.python_version()}; "
-            + ', '.join(f'{p} {v(p)}' for p in PACKAGES) + f' (git {head} + working tree, fastsom/*.py sha1 {src})'
+            + ', '.join(f'{p} {v(p)}' for p in PACKAGES) + f' (git {head} + working tree, fastsom/*.py sha1 {src}'
+            + ('' if src == fastsom_hash() else f', CHANGED during the run to {fastsom_hash()}') + ')'
             + f".\nDate: {datetime.date.today()}. Load average (1 min) while timing: {min(loads):.2f} to {max(loads):.2f}"
             + f" (`uptime` at the end: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}).\n"
             + f"Command: `python bench/run.py --cases {args.cases} --repeats {args.repeats} --threads {args.threads}"
@@ -107,7 +110,7 @@ if __name__ == '__main__':
     ap.add_argument('--timeout', type=int, default=600, help='seconds per training run')
     args = ap.parse_args()
     cases = [c for c in CASES if c != 'check'] if args.cases == 'all' else args.cases.split(',')
-    has_learner, recs = learner_available(), []
+    has_learner, recs, src = learner_available(), [], fastsom_hash()
     print(f'threads per library: {args.threads}; fastsom learner available: {has_learner}', flush=True)
     for case in cases:
         save(case)
@@ -122,7 +125,7 @@ if __name__ == '__main__':
                 if r['status'] != 'ok': break
     stamp = time.strftime('%Y%m%d-%H%M%S')
     json.dump(recs, open(RESULTS / f'runs-{stamp}.json', 'w'), indent=1)
-    text = machine(args, [r['load1'] for r in recs]) + '\n\n' + table(summarise(recs))
+    text = machine(args, [r['load1'] for r in recs], src) + '\n\n' + table(summarise(recs))
     (RESULTS / f'table-{stamp}.md').write_text(text + '\n')
     if args.cases == 'all': write_readme(text)
     print('\n' + text)
