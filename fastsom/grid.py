@@ -6,7 +6,7 @@ Docs: https://fastsom.github.io/fastsom/grid.html.md"""
 
 # %% ../nbs/00_grid.ipynb #7157308f
 from __future__ import annotations
-import math, torch
+import math, numbers, torch
 from torch import Tensor
 from fastcore.basics import patch
 
@@ -18,10 +18,12 @@ topologies = ('rect', 'hex')
 _hex_dy = math.sqrt(3) / 2
 
 # %% ../nbs/00_grid.ipynb #185b789a
-def _check_size(rows, cols):
+def _check_size(rows, cols)->tuple:
+    "(rows, cols) as Python ints (numpy integers accepted), or a ValueError"
     for name, v in (('rows', rows), ('cols', cols)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
             raise ValueError(f"Map size `{name}` must be a positive integer, got {v!r}: pass size=(rows, cols), e.g. (10, 10).")
+    return int(rows), int(cols)
 
 # %% ../nbs/00_grid.ipynb #1d967548
 def axis_d2(
@@ -43,8 +45,8 @@ class Grid:
         topology:str='rect', # 'rect' or 'hex' (odd rows shifted by 0.5)
         toroidal:bool=False, # wrap both axes around
     ):
-        _check_size(rows, cols)
-        if topology not in topologies: raise ValueError(f"Unknown topology {topology!r}: choose one of {topologies}.")
+        rows, cols = _check_size(rows, cols)
+        if topology not in topologies: raise ValueError(f"Unknown topology {topology!r}: choose one of {list(topologies)}.")
         if topology == 'hex' and toroidal and rows % 2:
             raise ValueError(f"A toroidal hex map needs an even number of rows, got {rows}: use {rows+1} or {rows-1} rows.")
         self.rows, self.cols, self.topology, self.toroidal = rows, cols, topology, toroidal

@@ -17,7 +17,7 @@ from fastai.data.load import DataLoader
 from fastai.callback.core import Callback, GatherPredsCallback
 from fastai.callback.schedule import ParamScheduler, SchedLin, SchedExp, SchedCos, SchedNo, combine_scheds
 from fastai.callback.progress import ProgressCallback  # registers the progress bar and the metrics table
-from .som import Som, epoch_pos, _check_choice
+from .som import Som, default_sigma, progress, _check_choice
 
 # %% auto #0
 __all__ = ['decays', 'quantization_loss', 'som_splitter', 'TopographicError', 'UnitsHit', 'SomScheduler', 'TwoPhaseScheduler',
@@ -98,7 +98,7 @@ class SomScheduler(ParamScheduler):
     def before_fit(self): self.fitting = False  # `learn.validate()` also sends before_fit: wait for training
     def before_train(self):
         if not self.fitting: self._start()
-        if not self.per_batch: self._update_val(epoch_pos(self.epoch, self.n_epoch))
+        if not self.per_batch: self._update_val(self.epoch / (self.n_epoch - 1) if self.n_epoch > 1 else 0.)
     def before_batch(self):
         if self.per_batch: self._update_val((self.epoch * self.n_iter + self.iter) / max(self.n_epoch * self.n_iter - 1, 1))
     def _update_val(self, pos):
@@ -174,7 +174,7 @@ class SomLearner(Learner):
         splitter=som_splitter, # parameter groups; keep a module-level function so `export` can pickle it
         **kwargs # passed to fastai's `Learner`: metrics, cbs, path, model_dir...
     ):
-        self.sigma = float(model.default_sigma()[0] if sigma is None else sigma)
+        self.sigma = float(default_sigma(model.size)[0] if sigma is None else sigma)
         super().__init__(dls, model, loss_func=loss_func, lr=lr, splitter=splitter, **kwargs)
 
     def create_opt(self):

@@ -6,53 +6,156 @@ Docs: https://fastsom.github.io/fastsom/som.html.md"""
 
 # %% ../nbs/02_som.ipynb #bc696a1d
 from __future__ import annotations
-import math, torch
+import math, numbers, os, torch
+from functools import partial
 from torch import nn, Tensor
+from types import SimpleNamespace
 from fastcore.basics import patch
 from .grid import Grid, axis_d2
 from .functions import *
 
 # %% auto #0
-__all__ = ['update_rules', 'inits', 'Som', 'moments', 'schedule', 'epoch_pos', 'minibatches', 'default_bs']
+__all__ = ['update_rules', 'inits', 'defaults', 'schedules', 'default_bs', 'default_sigma', 'default_size', 'check_memory', 'Som',
+           'moments', 'sched_exp', 'sched_linear', 'sched_cos', 'sched_two_phase', 'progress', 'get_schedule',
+           'minibatches']
 
 # %% ../nbs/02_som.ipynb #e0fcc196
 update_rules = ('minibatch', 'batch', 'online')
 inits = ('pca', 'random', 'sample')
 
-# %% ../nbs/02_som.ipynb #6e80f0b2
-def _check_size(size):
-    if isinstance(size, int): size = (size, size)
-    if len(tuple(size)) != 2: raise ValueError(f"`size` must be (rows, cols), got {size!r}.")
-    return tuple(size)
+# %% ../nbs/02_som.ipynb #990b9333
+def _check_choice(name:str, v, valid):
+    "`v` when it is one of `valid`; else a ValueError listing them (the one message of every choice by name)"
+    if isinstance(v, (str, type(None))) and v in valid: return v
+    raise ValueError(f"Unknown {name} {v!r}: choose one of {list(valid)}.")
+
+# %% ../nbs/02_som.ipynb #bbeb4b41
+def _check_int(name:str, v, lo:int=1)->int:
+    "`v` as a Python int when it is an integer (numpy's included) of at least `lo`; else a ValueError naming `name`"
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}.")
+    return int(v)
+
+# %% ../nbs/02_som.ipynb #29c5fc28
+def _check_real(name:str, v, lo:float=-math.inf, hi:float=math.inf, lo_open:bool=False)->float:
+    "`v` as a Python float when it is a finite number in [`lo`, `hi`] (`(lo, hi]` when `lo_open`); else an error naming `name`"
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {v!r} ({type(v).__name__}).")
+    v = float(v)
+    if not (math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi):
+        rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        raise ValueError(f"{name} must be a finite number in {rng}, got {v!r}.")
+    return v
 
 # %% ../nbs/02_som.ipynb #699f2da9
 def _fname(f)->str:
     "The name of function `f`, or its repr for callables without one (a `functools.partial`, a callable object)"
     return getattr(f, '__name__', None) or repr(f)
 
-# %% ../nbs/02_som.ipynb #6934e0c2
-def _check_choice(name, v, valid):
-    if v not in valid: raise ValueError(f"Unknown {name} {v!r}: choose one of {list(valid)}.")
-    return v
+# %% ../nbs/02_som.ipynb #d3161f8d
+defaults = SimpleNamespace(
+    size=None, # (rows, cols) of the map; None: from the data with `default_size`
+    topology='rect', # 'rect' or 'hex'
+    toroidal=False, # wrap the lattice around
+    dist='euclidean', # distance in data space
+    neigh='gaussian', # neighbourhood function
+    update='minibatch', # update rule
+    init='pca', # codebook initialisation
+    epochs=10, # passes over the data
+    alpha=.9, # learning rate at the start of training
+    alpha_end=.1, # learning rate at the end (or the start, when that is smaller)
+    sigma_end=1., # neighbourhood radius at the end (or the start, when that is smaller); it starts at `default_sigma`
+    schedule='exp', # decay of alpha and sigma from start to end, per mini-batch: a name in `schedules`
+    norm='zscore', # normalisation of the columns by the loaders
+    valid_pct=.1, # share of rows the loaders hold out for validation
+)
 
-# %% ../nbs/02_som.ipynb #87702cae
+# %% ../nbs/02_som.ipynb #91f6b383
+def default_bs(n:int)->int:
+    "Default batch size for `n` training rows: about 16 updates per epoch, at least 64 and at most 4096 rows"
+    return min(4096, max(64, n // 16))
+
+# %% ../nbs/02_som.ipynb #180348cf
+def default_sigma(size:tuple)->tuple:
+    "Default (start, end) radius of a `size` map: half its longer side, down to `defaults.sigma_end` (or less on tiny maps)"
+    start = max(size) / 2
+    return start, min(defaults.sigma_end, start)
+
+# %% ../nbs/02_som.ipynb #921ecf64
+def default_size(
+    x, # the training data (n, n_features), or a sample of it
+    topology:str='rect', # 'rect' or 'hex' (rows are sqrt(3)/2 apart)
+    n:int|None=None, # number of training rows when `x` is a sample (default `len(x)`)
+)->tuple:
+    "The SOM Toolbox's rule of thumb: about 5 sqrt(n) units, sides in the ratio of the two largest principal axes"
+    x = torch.as_tensor(x).double()
+    units = 5 * math.sqrt(n or len(x))
+    ev = torch.linalg.eigvalsh(moments(x)[1]).flip(0).clamp(min=0) if x.shape[1] > 1 else torch.ones(2)
+    ratio = math.sqrt(ev[0] / ev[1]) if ev[1] > 0 else float(max(1, units))
+    dy = math.sqrt(3) / 2 if topology == 'hex' else 1.
+    rows = max(1, round(math.sqrt(units / (ratio * dy))))
+    return rows, max(1, round(units / rows))
+
+# %% ../nbs/02_som.ipynb #0b69fa18
+def _check_map(size)->tuple:
+    "`size` as (rows, cols): an int gives a square map"
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool): size = (size, size)
+    if not isinstance(size, (tuple, list, torch.Size)) or len(size) != 2:
+        raise ValueError(f"`size` must be (rows, cols), got {size!r}: pass e.g. size=(10, 10), or use `default_size(x)`.")
+    return tuple(_check_int(f"Map size `{n}`", v) for n, v in zip(('rows', 'cols'), size))
+
+# %% ../nbs/02_som.ipynb #a45d4d4e
+def _available_memory()->int:
+    "Bytes of memory available now (Linux's MemAvailable; the physical memory elsewhere)"
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'): return int(line.split()[1]) * 1024
+    except OSError: pass
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+def check_memory(
+    n_units:int, # units of the map
+    n_features:int, # features of each codebook vector
+):
+    "Refuse, before anything is allocated, a map whose tensors would not fit in the memory available"
+    need = n_units * (16 * n_features + 64)  # codebook, statistics and update buffers (4 float32 copies), lattice indices
+    avail = _available_memory()
+    if need > avail:
+        raise ValueError(f"A map of {n_units:,} units x {n_features:,} features needs about {need / 1e9:.1f} GB, more than "
+                         f"the {avail / 1e9:.1f} GB of memory available: use a smaller map or fewer features, or a machine "
+                         "(or GPU) with more memory.")
+
+# %% ../nbs/02_som.ipynb #659155e5
+def _check_output(kind:str, f, args:tuple, shape:tuple):
+    "Call `f(*args)` once and check it returns a float tensor of `shape`: user callables fail here, not mid-training"
+    try: out = f(*args)
+    except Exception as e: raise TypeError(f"The {kind} {_fname(f)} failed on a test input: {type(e).__name__}: {e}") from None
+    if not isinstance(out, Tensor) or tuple(out.shape) != shape:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"The {kind} {_fname(f)} must return a tensor of shape {shape} for inputs of shapes "
+                         f"{[tuple(a.shape) for a in args if isinstance(a, Tensor)]}, got {got}.")
+
+# %% ../nbs/02_som.ipynb #3837b1ac
 class Som(nn.Module):
     "A Self-Organizing Map: a `rows` x `cols` codebook of `n_features`-vectors on a lattice"
     def __init__(self,
-        size:tuple=(10, 10), # (rows, cols) of the map; an int gives a square map
-        n_features:int=3, # number of features of each sample
-        topology:str='rect', # 'rect' or 'hex' (six neighbours at distance 1)
-        toroidal:bool=False, # wrap the lattice around on both axes
-        dist='euclidean', # name in `distances`, or a callable `f(x, w) -> (n, m)`
-        neigh='gaussian', # name in `neighbourhoods`, or a callable `f(d2, sigma)`
-        update:str='minibatch', # update rule: 'minibatch', 'batch' or 'online' (see `Som.update_from_stats`)
+        size:tuple, # (rows, cols) of the map; an int gives a square map; `default_size(x)` picks one from data
+        n_features:int, # number of features of each sample
+        topology:str=defaults.topology, # 'rect' or 'hex' (six neighbours at distance 1)
+        toroidal:bool=defaults.toroidal, # wrap the lattice around on both axes
+        dist=defaults.dist, # name in `distances`, or a callable `f(x, w) -> (n, m)`
+        neigh=defaults.neigh, # name in `neighbourhoods`, or a callable `f(d2, sigma)`
+        update:str=defaults.update, # update rule: 'minibatch', 'batch' or 'online' (see `Som.update_from_stats`)
         chunk_mb:float=4, # memory budget in MiB of one (samples x units) distance block of the BMU search (cache-sized is fastest)
     ):
         super().__init__()
-        self.grid = Grid(*_check_size(size), topology, toroidal)
-        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
-            raise ValueError(f"`n_features` must be a positive integer, got {n_features!r}.")
+        size, n_features = _check_map(size), _check_int('n_features', n_features)
+        check_memory(size[0] * size[1], n_features)
+        self.grid = Grid(*size, topology, toroidal)
         self.dist, self.neigh = get_distance(dist), get_neighbourhood(neigh)
+        _check_output('distance', self.dist, (torch.zeros(2, n_features), torch.ones(3, n_features)), (2, 3))
+        _check_output('neighbourhood', self.neigh, (torch.ones(2, 3), 1.), (2, 3))
         self.update = _check_choice('update rule', update, update_rules)
         if self.neigh is mexican_hat and update != 'online':
             raise ValueError("The mexican hat takes negative values, which the batch rules cannot divide by: use update='online'.")
@@ -78,10 +181,15 @@ class Som(nn.Module):
         return (f"size={g.shape}, n_features={self.n_features}, topology={g.topology!r}, toroidal={g.toroidal}, "
                 f"dist={_fname(self.dist)}, neigh={_fname(self.neigh)}, update={self.update!r}")
 
-# %% ../nbs/02_som.ipynb #949b8fbf
+# %% ../nbs/02_som.ipynb #77f5f124
 @patch
 def prep(self:Som, x)->Tensor:
-    "`x` as a (n, n_features) float tensor on the codebook's device, or a clear error"
+    "`x` (tensor, array, numeric DataFrame) as a (n, n_features) float tensor on the codebook's device, or a clear error"
+    if x is None: raise TypeError("Got None instead of data: pass a 2-D (samples, features) tensor, array or numeric DataFrame.")
+    if hasattr(x, 'select_dtypes'):  # a pandas DataFrame
+        bad = [c for c in x.columns if x[c].dtype.kind not in 'biuf']
+        if bad: raise TypeError(f"Column(s) {bad[:8]} are not numeric: drop them, or use `SomDataLoaders.from_df` to encode them.")
+        x = x.to_numpy(dtype='float32')
     if not isinstance(x, Tensor): x = torch.as_tensor(x)
     if x.dtype == torch.bool or not (x.is_floating_point() or x.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
         raise TypeError(f"Expected numeric data, got dtype {x.dtype}.")
@@ -104,27 +212,28 @@ def _unit_span(v:Tensor)->Tensor:
     r = v.max() - v.min()
     return (v - v.min()) / r * 2 - 1 if r > 0 else torch.zeros_like(v)
 
-# %% ../nbs/02_som.ipynb #5bf39c14
+# %% ../nbs/02_som.ipynb #c269fdf0
 def moments(x:Tensor)->tuple:
-    "Mean (f,) and covariance (f, f) of the rows of `x`"
+    "Mean (f,) and covariance (f, f) of the rows of `x`, computed in float64 (exact enough at any offset and scale)"
+    x = x.double()
     mean = x.mean(0)
     xc = x - mean
     return mean, xc.T @ xc / max(len(x) - 1, 1)
 
-# %% ../nbs/02_som.ipynb #e0aec14f
+# %% ../nbs/02_som.ipynb #e441485c
 @patch
 def pca_codebook(self:Som,
     mean:Tensor, # mean of the data (n_features,)
     cov:Tensor, # covariance of the data (n_features, n_features)
 )->Tensor:
     "Codebook on the plane of the first two principal components of the data, (n_units, n_features)"
-    evals, evecs = torch.linalg.eigh(cov)
+    evals, evecs = torch.linalg.eigh(cov.double())
     sd = evals.flip(0).clamp(min=0).sqrt()
     pcs = evecs.flip(1).T * sd[:, None]  # rows: principal directions scaled by their std
-    y, xpos = _unit_span(self._coords[:, 0]), _unit_span(self._coords[:, 1])
+    y, xpos = (_unit_span(self._coords[:, i].double()) for i in (0, 1))
     long_, short = (xpos, y) if self.grid.cols >= self.grid.rows else (y, xpos)
-    w = mean + long_[:, None] * pcs[0]
-    return w + short[:, None] * pcs[1] if len(pcs) > 1 else w
+    w = mean.double() + long_[:, None] * pcs[0]
+    return (w + short[:, None] * pcs[1] if len(pcs) > 1 else w).to(self.codebook.dtype)
 
 # %% ../nbs/02_som.ipynb #496848ae
 @patch
@@ -169,31 +278,50 @@ def _argmin_rows(d:Tensor, width:int=_width)->tuple:
 def _smallest(d:Tensor, k:int):
     return d.min(1, keepdim=True) if k == 1 else d.topk(k, 1, largest=False)
 
-# %% ../nbs/02_som.ipynb #12268df2
+# %% ../nbs/02_som.ipynb #8b6ebdd3
+@patch
+def origin(self:Som)->Tensor:
+    "The mean codebook vector (n_features,): distances and batch statistics are computed relative to it"
+    return self.weights.mean(0)
+
+# %% ../nbs/02_som.ipynb #3caa5ae2
+@patch
+def _search(self:Som, x:Tensor, k:int=1)->tuple:
+    "`search` on prepared `x`: in a frame centred on the codebook and scaled by a power of two, so float32 stays exact"
+    w, rows = self.weights, self.chunk_size()
+    if len(x) == 0: return x.new_zeros(0, k, dtype=torch.long), x.new_zeros(0, k)
+    if self.dist not in (euclidean, sqeuclidean):
+        return tuple(torch.cat(t) for t in zip(*(_smallest(self.dist(xc, w), k) for xc in x.split(rows))))
+    c = w.mean(0)
+    w = w - c
+    m = w.abs().amax()
+    s = torch.where(m > 0, m.log2().round().exp2(), torch.ones_like(m))  # |w| / s <= 1.4: no over- or underflow
+    w = w / s
+    pad = -self.n_units % _width if k == 1 else 0  # pad the codebook to a multiple of `_width` with units at infinite distance
+    w2 = torch.cat([(w * w).sum(1), w.new_full((pad,), math.inf)])
+    w = torch.cat([w, w.new_zeros(pad, w.shape[1])])
+    n = min(rows, len(x))
+    buf, xbuf = w.new_empty(n, len(w)), x.new_empty(n, x.shape[1])
+    idx, dst = [], []
+    for xc in x.split(rows):
+        xs = torch.sub(xc, c, out=xbuf[:len(xc)]).div_(s)
+        d = torch.addmm(w2, xs, w.T, alpha=-2, out=buf[:len(xc)])
+        d, i = _argmin_rows(d) if k == 1 else _smallest(d, k)
+        d = d.add_((xs * xs).sum(1, keepdim=True)).clamp_(min=0)
+        d = d.sqrt_().mul_(s) if self.dist is euclidean else d.mul_(s * s)
+        idx.append(i); dst.append(d)
+    return torch.cat(idx), torch.cat(dst)
+
+# %% ../nbs/02_som.ipynb #50aa33cc
 @patch
 def search(self:Som,
     x, # samples (n, n_features)
     k:int=1, # number of nearest units to return
 )->tuple:
     "Indices and distances of the `k` nearest units of each sample, both (n, k)"
-    x, w = self.prep(x), self.weights
-    if not 1 <= k <= self.n_units: raise ValueError(f"k must be between 1 and the number of units ({self.n_units}), got {k}.")
-    fast, rows = self.dist in (euclidean, sqeuclidean), self.chunk_size()
-    if fast:  # pad the codebook to a multiple of `_width` with units at infinite distance
-        pad = -self.n_units % _width if k == 1 else 0
-        w2 = torch.cat([(w * w).sum(1), w.new_full((pad,), math.inf)])
-        w = torch.cat([w, w.new_zeros(pad, w.shape[1])])
-        buf = w.new_empty(min(rows, len(x)), len(w))
-    idx, dst = [], []
-    for xc in x.split(rows):
-        if fast:
-            d = torch.addmm(w2, xc, w.T, alpha=-2, out=buf[:len(xc)])
-            d, i = _argmin_rows(d) if k == 1 else _smallest(d, k)
-            d = d.add_((xc * xc).sum(1, keepdim=True)).clamp_(min=0)
-            if self.dist is euclidean: d = d.sqrt_()
-        else: d, i = _smallest(self.dist(xc, w), k)
-        idx.append(i); dst.append(d)
-    return torch.cat(idx), torch.cat(dst)
+    k = _check_int('k', k)
+    if k > self.n_units: raise ValueError(f"k must be between 1 and the number of units ({self.n_units}), got {k}.")
+    return self._search(self.prep(x), k)
 
 # %% ../nbs/02_som.ipynb #76551f07
 @patch
@@ -215,15 +343,15 @@ def bmu_rc(self:Som, x)->Tensor:
     i = self.bmu(x)
     return torch.stack([i // self.grid.cols, i % self.grid.cols], 1)
 
-# %% ../nbs/02_som.ipynb #79761e17
+# %% ../nbs/02_som.ipynb #97709afe
 @patch
 def batch_stats(self:Som,
     x:Tensor, # samples (n, n_features), already prepared
     bmu:Tensor, # their BMU indices (n,)
 )->tuple:
-    "Per-unit hits (n_units,) and sums of the samples (n_units, n_features) of a batch"
+    "Per-unit hits (n_units,) and sums of the samples relative to `origin()` (n_units, n_features) of a batch"
     hits = torch.bincount(bmu, minlength=self.n_units).to(x.dtype)
-    return hits, x.new_zeros(self.n_units, x.shape[1]).index_add_(0, bmu, x)
+    return hits, x.new_zeros(self.n_units, x.shape[1]).index_add_(0, bmu, x - self.origin())
 
 # %% ../nbs/02_som.ipynb #d8fde09c
 @patch
@@ -247,93 +375,115 @@ def neighbourhood_sums(self:Som,
         out.append(self.neigh(d2, sigma) @ stats[hit])
     return torch.cat(out)
 
-# %% ../nbs/02_som.ipynb #50a6aa5f
+# %% ../nbs/02_som.ipynb #093ce886
+_alpha_max = dict(minibatch=1., online=2., batch=math.inf)  # alpha beyond these overshoots (see the rules above)
+
+# %% ../nbs/02_som.ipynb #171e4fe8
 @patch
 def update_from_stats(self:Som,
     hits:Tensor, # per-unit hit counts (n_units,)
-    sums:Tensor, # per-unit sums of samples (n_units, n_features)
-    alpha:float, # learning rate
-    sigma:float, # neighbourhood radius (grid units)
-    n:int|None=None, # number of samples behind the statistics (default: the sum of the hits)
+    sums:Tensor, # per-unit sums of samples relative to `origin()` (n_units, n_features)
+    alpha:float, # learning rate, in [0, 1] (minibatch) or [0, 2] (online); ignored by the batch rule
+    sigma:float, # neighbourhood radius (grid units), > 0
 ):
-    "Apply the update rule to the codebook from per-unit batch statistics"
-    if not sigma > 0: raise ValueError(f"sigma must be > 0, got {sigma}.")
-    if not alpha >= 0: raise ValueError(f"alpha must be >= 0, got {alpha}.")
+    "Apply the update rule to the codebook from per-unit batch statistics; a step that would not be finite changes nothing"
+    alpha = _check_real('alpha', alpha, 0, _alpha_max[self.update])
+    sigma = _check_real('sigma', sigma, 0, lo_open=True)
     nd = self.neighbourhood_sums(torch.cat([sums, hits[:, None]], 1), sigma)
-    num, den, w = nd[:, :-1], nd[:, -1:], self.weights
-    if self.update == 'online': return w.add_(alpha * (num - den * w) / (hits.sum() if n is None else n))
-    mask = den > 1e-30
-    target = torch.where(mask, num / den.clamp(min=1e-30), w)
-    if self.update == 'batch': w.copy_(target)
-    else: w.add_(alpha * (target - w))
+    num, den, w, c = nd[:, :-1], nd[:, -1:], self.weights, self.origin()
+    if self.update == 'online': new = w + alpha * (num - den * (w - c)) / hits.sum().clamp(min=1)
+    else:
+        target = torch.where(den > 1e-30, c + num / den.clamp(min=1e-30), w)
+        new = target if self.update == 'batch' else w + alpha * (target - w)
+    if not torch.isfinite(new).all():
+        raise ValueError(f"The {self.update} update at alpha={alpha:g}, sigma={sigma:g} would put NaN or inf in the codebook, "
+                         "which is left as it was: lower alpha, or normalise the data (values near the float32 limit overflow).")
+    w.copy_(new)
 
-# %% ../nbs/02_som.ipynb #77e24443
-@patch
-def step(self:Som,
-    x, # a batch of samples (n, n_features)
-    alpha:float, # learning rate
-    sigma:float, # neighbourhood radius
-    bmu:Tensor|None=None, # BMUs of `x` when already known
-):
-    "One training step on batch `x`"
-    x = self.prep(x)
-    if bmu is None: bmu = self.bmu(x)
-    self.update_from_stats(*self.batch_stats(x, bmu), alpha, sigma, len(x))
-
-# %% ../nbs/02_som.ipynb #02230278
-def schedule(
-    v, # a number, a (start, end) pair, or a callable of `pos`
-    decay:str='exp', # 'exp' or 'linear' decay from start to end
-)->callable:
-    "A function of the training progress `pos` in [0, 1] giving the value of `v`"
-    if callable(v): return v
-    if isinstance(v, (int, float)): return lambda pos: float(v)
-    start, end = v
-    _check_choice('decay', decay, ('exp', 'linear'))
-    if decay == 'exp':
-        if start <= 0 or end <= 0: raise ValueError(f"Exponential decay needs start and end > 0, got {v}: use decay='linear'.")
-        return lambda pos: start * (end / start) ** pos
-    return lambda pos: start + (end - start) * pos
-
-# %% ../nbs/02_som.ipynb #e6e920dc
-def epoch_pos(epoch:int, n_epochs:int)->float:
-    "Training progress at the start of `epoch`: 0 for the first epoch, 1 for the last"
-    return epoch / (n_epochs - 1) if n_epochs > 1 else 0.
-
-# %% ../nbs/02_som.ipynb #a71748e8
-@patch
-def default_sigma(self:Som)->tuple:
-    "Default (start, end) radius: half the longer side of the map down to 1 (or less on tiny maps)"
-    start = max(self.grid.shape) / 2
-    return (start, min(1., start))
-
-# %% ../nbs/02_som.ipynb #486d34b6
+# %% ../nbs/02_som.ipynb #106dff37
 def _noop_reduce(hits, sums): return hits, sums
 
-# %% ../nbs/02_som.ipynb #4d90e9e6
+# %% ../nbs/02_som.ipynb #e7992dec
+@patch
+def step(self:Som,
+    x:Tensor, # a prepared batch (n, n_features), see `Som.prep`; may be empty
+    alpha:float, # learning rate
+    sigma:float, # neighbourhood radius
+    bmu:Tensor|None=None, # BMUs of `x` when already known (the learner's forward pass found them)
+    reduce:callable=_noop_reduce, # applied to (hits, sums) before the update, e.g. a sum across processes
+):
+    "The one training step of the engine, the learner and the distributed code: BMUs, per-unit statistics, `reduce`, update"
+    if bmu is None: bmu = self._search(x)[0][:, 0]
+    self.update_from_stats(*reduce(*self.batch_stats(x, bmu)), alpha, sigma)
+
+# %% ../nbs/02_som.ipynb #36c1f2ee
+def sched_exp(start:float, end:float, pos:float)->float:
+    "Exponential decay: `start * (end / start) ** pos`"
+    return start * (end / start) ** pos
+
+def sched_linear(start:float, end:float, pos:float)->float:
+    "Linear decay from `start` to `end`"
+    return start + (end - start) * pos
+
+def sched_cos(start:float, end:float, pos:float)->float:
+    "Cosine annealing from `start` to `end`"
+    return start + (1 - math.cos(math.pi * pos)) * (end - start) / 2
+
+def sched_two_phase(start:float, end:float, pos:float)->float:
+    "Ordering then fine-tuning: the first quarter of training covers three quarters of the exponential decay"
+    return sched_exp(start, end, 3 * pos if pos < .25 else .75 + (pos - .25) / 3)
+
+# %% ../nbs/02_som.ipynb #53bb3444
+schedules = dict(exp=sched_exp, linear=sched_linear, cos=sched_cos, two_phase=sched_two_phase)
+
+# %% ../nbs/02_som.ipynb #a8f8e2b2
+def progress(step:int, n_steps:int)->float:
+    "Training progress before mini-batch `step` of `n_steps`: 0 for the first, 1 for the last"
+    return step / (n_steps - 1) if n_steps > 1 else 1.
+
+# %% ../nbs/02_som.ipynb #f295b6db
+def get_schedule(
+    name:str, # the hyper-parameter, for messages: 'alpha' or 'sigma'
+    v, # a number (constant), a (start, end) pair, or a callable of `pos`
+    kind:str='exp', # a name in `schedules`, or a callable `f(start, end, pos)`
+)->callable:
+    "A function of the training progress `pos` in [0, 1] giving the value of hyper-parameter `name`"
+    if callable(v): return v
+    f = kind if callable(kind) else schedules[_check_choice('schedule', kind, schedules)]
+    if isinstance(v, (tuple, list)) and len(v) == 2: start, end = (_check_real(name, o) for o in v)
+    elif isinstance(v, numbers.Real) and not isinstance(v, bool): start = end = _check_real(name, v)
+    else: raise TypeError(f"{name} must be a number, a (start, end) pair or a callable of the progress, got {v!r}.")
+    if f in (sched_exp, sched_two_phase) and (start <= 0 or end <= 0):
+        raise ValueError(f"An exponential schedule needs {name} start and end > 0, got {start} -> {end}: use schedule='linear'.")
+    return partial(f, start, end)
+
+# %% ../nbs/02_som.ipynb #7421d839
 @patch
 def fit_batches(self:Som,
     batches:callable, # `batches(epoch)` yields the prepared mini-batches of that epoch
     epochs:int, # passes over the data
-    alpha=(.9, .1), # learning rate: number, (start, end), or callable of progress
-    sigma=None, # neighbourhood radius: number, (start, end), or callable; default `default_sigma()`
-    decay:str='exp', # decay of (start, end) pairs: 'exp' or 'linear'
+    n_batches:int, # mini-batches per epoch (the schedules advance per mini-batch)
+    alpha=None, # learning rate: number, (start, end), or callable of progress; default (`defaults.alpha`, `defaults.alpha_end`)
+    sigma=None, # neighbourhood radius: number, (start, end), or callable; default `default_sigma(size)`
+    schedule=defaults.schedule, # decay of (start, end) pairs: a name in `schedules` or a callable `f(start, end, pos)`
     reduce:callable=_noop_reduce, # applied to (hits, sums) before each update, e.g. a sum across processes
     start_epoch:int=0, # first epoch to run, to resume an interrupted training
     after_epoch:callable|None=None, # called as `after_epoch(som, epoch)` after each epoch, e.g. to save a checkpoint
 )->Som:
-    "The training loop: per epoch, one update per mini-batch from its per-unit statistics"
-    fa, fs = schedule(alpha, decay), schedule(self.default_sigma() if sigma is None else sigma, decay)
+    "The training loop: per epoch, one `step` per mini-batch, alpha and sigma from the schedules at the batch's progress"
+    epochs, n_batches = _check_int('epochs', epochs), _check_int('n_batches', n_batches)
+    start_epoch = _check_int('start_epoch', start_epoch, 0)
+    fa = get_schedule('alpha', (defaults.alpha, defaults.alpha_end) if alpha is None else alpha, schedule)
+    fs = get_schedule('sigma', default_sigma(self.size) if sigma is None else sigma, schedule)
+    n_steps = epochs * n_batches
     for epoch in range(start_epoch, epochs):
-        pos = epoch_pos(epoch, epochs)
-        a, s = fa(pos), fs(pos)
-        for xb in batches(epoch):
-            hits, sums = reduce(*self.batch_stats(xb, self.bmu(xb) if len(xb) else xb.new_zeros(0, dtype=torch.long)))
-            self.update_from_stats(hits, sums, a, s)
+        for i, xb in enumerate(batches(epoch)):
+            pos = progress(epoch * n_batches + i, n_steps)
+            self.step(xb, fa(pos), fs(pos), reduce=reduce)
         if after_epoch is not None: after_epoch(self, epoch)
     return self
 
-# %% ../nbs/02_som.ipynb #1b0599e0
+# %% ../nbs/02_som.ipynb #4869dc71
 def minibatches(
     x:Tensor, # data (n, n_features)
     bs:int, # batch size
@@ -346,30 +496,27 @@ def minibatches(
         for i in range(0, len(x), bs): yield x[order[i:i+bs]] if shuffle else x[i:i+bs]
     return batches
 
-# %% ../nbs/02_som.ipynb #72efbb5a
-def default_bs(n:int)->int:
-    "Default batch size for `n` samples: about 16 updates per epoch, at least 64 and at most 4096 samples"
-    return min(4096, max(64, n // 16))
-
-# %% ../nbs/02_som.ipynb #a0f8b85f
+# %% ../nbs/02_som.ipynb #15ddb578
 @patch
 def fit(self:Som,
-    x, # training data (n, n_features)
-    epochs:int=10, # passes over the data
+    x, # training data (n, n_features): tensor, array or numeric DataFrame
+    epochs:int=defaults.epochs, # passes over the data
     bs:int|None=None, # batch size; default `default_bs(len(x))`
-    alpha=(.9, .1), # learning rate: number, (start, end), or callable of progress
-    sigma=None, # neighbourhood radius: number, (start, end), or callable; default `default_sigma()`
-    decay:str='exp', # decay of (start, end) pairs: 'exp' or 'linear'
+    alpha=None, # learning rate: number, (start, end), or callable of progress; default (`defaults.alpha`, `defaults.alpha_end`)
+    sigma=None, # neighbourhood radius: number, (start, end), or callable; default `default_sigma(size)`
+    schedule=defaults.schedule, # decay of (start, end) pairs: a name in `schedules` or a callable `f(start, end, pos)`
     shuffle:bool=True, # reshuffle the data every epoch
     seed:int|None=None, # seed for shuffling (and initialisation)
-    init:str|None='pca', # initialise the codebook first ('pca', 'random', 'sample'), or None to continue
+    init:str|None=defaults.init, # initialise the codebook first ('pca', 'random', 'sample'), or None to continue
     start_epoch:int=0, # resume at this epoch (with `init=None` and the codebook of a checkpoint)
     after_epoch:callable|None=None, # called as `after_epoch(som, epoch)` after each epoch, e.g. to save a checkpoint
 )->Som:
-    "Train the map on `x` with mini-batches, decaying `alpha` and `sigma` per epoch"
+    "Train the map on `x` with mini-batches, decaying `alpha` and `sigma` per mini-batch"
     x = self.prep(x)
+    bs = default_bs(len(x)) if bs is None else _check_int('bs', bs)
     if init is not None: self.init_codebook(x, init, seed)
-    return self.fit_batches(minibatches(x, bs or default_bs(len(x)), shuffle, seed), epochs, alpha, sigma, decay, start_epoch=start_epoch, after_epoch=after_epoch)
+    return self.fit_batches(minibatches(x, bs, shuffle, seed), epochs, math.ceil(len(x) / bs), alpha, sigma, schedule,
+                            start_epoch=start_epoch, after_epoch=after_epoch)
 
 # %% ../nbs/02_som.ipynb #af2e8a8a
 @patch
