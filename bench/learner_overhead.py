@@ -36,7 +36,7 @@ def time_pair(x, valid_pct, shuffle, epochs, bs, size, seed=0):
     som.codebook.data.copy_(learn.codebook)
     with contextlib.redirect_stdout(io.StringIO()):  # the progress table, as a user would get it, but not shown
         t0 = time.perf_counter(); learn.fit(epochs); t1 = time.perf_counter()
-    som.fit(xt, epochs, bs, alpha=(.9, .1), decay='exp', shuffle=shuffle, seed=seed, init=None); t2 = time.perf_counter()
+    som.fit(xt, epochs, bs, alpha=(.9, .1), schedule='exp', shuffle=shuffle, seed=seed, init=None); t2 = time.perf_counter()
     return t1 - t0, t2 - t1, (learn.codebook - som.codebook).abs().max().item(), learn.recorder.values[-1]
 
 def main():

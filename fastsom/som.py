@@ -33,7 +33,7 @@ def _check_choice(name:str, v, valid):
 def _check_int(name:str, v, lo:int=1)->int:
     "`v` as a Python int when it is an integer (numpy's included) of at least `lo`; else a ValueError naming `name`"
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}.")
+        raise ValueError(f"{name} must be {'a positive integer' if lo == 1 else f'an integer >= {lo}'}, got {v!r}.")
     return int(v)
 
 # %% ../nbs/02_som.ipynb #29c5fc28
@@ -43,8 +43,8 @@ def _check_real(name:str, v, lo:float=-math.inf, hi:float=math.inf, lo_open:bool
         raise TypeError(f"{name} must be a number, got {v!r} ({type(v).__name__}).")
     v = float(v)
     if not (math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi):
-        rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
-        raise ValueError(f"{name} must be a finite number in {rng}, got {v!r}.")
+        rng = f"{'>' if lo_open else '>='} {lo:g}" if hi == math.inf else f"in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        raise ValueError(f"{name} must be a finite number {rng}, got {v!r}.")
     return v
 
 # %% ../nbs/02_som.ipynb #699f2da9
@@ -176,6 +176,16 @@ class Som(nn.Module):
         "The codebook as a (n_units, n_features) view"
         return self.codebook.view(-1, self.n_features)
 
+    def get_extra_state(self)->dict:
+        "The lattice, saved in `state_dict` beside the codebook"
+        return dict(size=list(self.size), topology=self.grid.topology, toroidal=self.grid.toroidal)
+    def set_extra_state(self, state:dict):
+        if state != self.get_extra_state():
+            s = state
+            raise ValueError(f"This state_dict holds a {tuple(s['size'])} {s['topology']}{' toroidal' if s['toroidal'] else ''} map, "
+                             f"not this Som's lattice ({self.extra_repr()}): build Som({tuple(s['size'])}, n_features, "
+                             f"topology={s['topology']!r}, toroidal={s['toroidal']}) to load it.")
+
     def extra_repr(self):
         g = self.grid
         return (f"size={g.shape}, n_features={self.n_features}, topology={g.topology!r}, toroidal={g.toroidal}, "
@@ -291,7 +301,8 @@ def _search(self:Som, x:Tensor, k:int=1)->tuple:
     w, rows = self.weights, self.chunk_size()
     if len(x) == 0: return x.new_zeros(0, k, dtype=torch.long), x.new_zeros(0, k)
     if self.dist not in (euclidean, sqeuclidean):
-        return tuple(torch.cat(t) for t in zip(*(_smallest(self.dist(xc, w), k) for xc in x.split(rows))))
+        d, i = zip(*(_smallest(self.dist(xc, w), k) for xc in x.split(rows)))
+        return torch.cat(i), torch.cat(d)
     c = w.mean(0)
     w = w - c
     m = w.abs().amax()
@@ -376,19 +387,27 @@ def neighbourhood_sums(self:Som,
     return torch.cat(out)
 
 # %% ../nbs/02_som.ipynb #093ce886
-_alpha_max = dict(minibatch=1., online=2., batch=math.inf)  # alpha beyond these overshoots (see the rules above)
+_alpha_max = dict(minibatch=1., online=math.inf, batch=math.inf)  # the mini-batch rule overshoots its target beyond 1
+
+# %% ../nbs/02_som.ipynb #e477a98a
+@patch
+def check_hypers(self:Som,
+    alpha:float, # learning rate: in [0, 1] for the mini-batch rule, >= 0 for the others (the batch rule ignores it)
+    sigma:float, # neighbourhood radius, > 0
+)->tuple:
+    "(alpha, sigma) as floats when this map's update rule accepts them; else an error naming the value"
+    return _check_real('alpha', alpha, 0, _alpha_max[self.update]), _check_real('sigma', sigma, 0, lo_open=True)
 
 # %% ../nbs/02_som.ipynb #171e4fe8
 @patch
 def update_from_stats(self:Som,
     hits:Tensor, # per-unit hit counts (n_units,)
     sums:Tensor, # per-unit sums of samples relative to `origin()` (n_units, n_features)
-    alpha:float, # learning rate, in [0, 1] (minibatch) or [0, 2] (online); ignored by the batch rule
+    alpha:float, # learning rate: in [0, 1] for the mini-batch rule, >= 0 for the online rule; ignored by the batch rule
     sigma:float, # neighbourhood radius (grid units), > 0
 ):
     "Apply the update rule to the codebook from per-unit batch statistics; a step that would not be finite changes nothing"
-    alpha = _check_real('alpha', alpha, 0, _alpha_max[self.update])
-    sigma = _check_real('sigma', sigma, 0, lo_open=True)
+    alpha, sigma = self.check_hypers(alpha, sigma)
     nd = self.neighbourhood_sums(torch.cat([sums, hits[:, None]], 1), sigma)
     num, den, w, c = nd[:, :-1], nd[:, -1:], self.weights, self.origin()
     if self.update == 'online': new = w + alpha * (num - den * (w - c)) / hits.sum().clamp(min=1)
@@ -413,6 +432,8 @@ def step(self:Som,
     reduce:callable=_noop_reduce, # applied to (hits, sums) before the update, e.g. a sum across processes
 ):
     "The one training step of the engine, the learner and the distributed code: BMUs, per-unit statistics, `reduce`, update"
+    if x.ndim != 2 or x.shape[1] != self.n_features:
+        raise ValueError(f"Expected a prepared batch (n, {self.n_features}), got shape {tuple(x.shape)}: pass data through `Som.prep`.")
     if bmu is None: bmu = self._search(x)[0][:, 0]
     self.update_from_stats(*reduce(*self.batch_stats(x, bmu)), alpha, sigma)
 
@@ -435,6 +456,7 @@ def sched_two_phase(start:float, end:float, pos:float)->float:
 
 # %% ../nbs/02_som.ipynb #53bb3444
 schedules = dict(exp=sched_exp, linear=sched_linear, cos=sched_cos, two_phase=sched_two_phase)
+def _constant(v:float, pos:float)->float: return v
 
 # %% ../nbs/02_som.ipynb #a8f8e2b2
 def progress(step:int, n_steps:int)->float:
@@ -451,7 +473,7 @@ def get_schedule(
     if callable(v): return v
     f = kind if callable(kind) else schedules[_check_choice('schedule', kind, schedules)]
     if isinstance(v, (tuple, list)) and len(v) == 2: start, end = (_check_real(name, o) for o in v)
-    elif isinstance(v, numbers.Real) and not isinstance(v, bool): start = end = _check_real(name, v)
+    elif isinstance(v, numbers.Real) and not isinstance(v, bool): return partial(_constant, float(v))
     else: raise TypeError(f"{name} must be a number, a (start, end) pair or a callable of the progress, got {v!r}.")
     if f in (sched_exp, sched_two_phase) and (start <= 0 or end <= 0):
         raise ValueError(f"An exponential schedule needs {name} start and end > 0, got {start} -> {end}: use schedule='linear'.")
@@ -475,6 +497,7 @@ def fit_batches(self:Som,
     start_epoch = _check_int('start_epoch', start_epoch, 0)
     fa = get_schedule('alpha', (defaults.alpha, defaults.alpha_end) if alpha is None else alpha, schedule)
     fs = get_schedule('sigma', default_sigma(self.size) if sigma is None else sigma, schedule)
+    for pos in (0., 1.): self.check_hypers(fa(pos), fs(pos))  # fail now, not at the last step
     n_steps = epochs * n_batches
     for epoch in range(start_epoch, epochs):
         for i, xb in enumerate(batches(epoch)):

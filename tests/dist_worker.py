@@ -15,4 +15,12 @@ for rule in update_rules:
     books = [torch.empty_like(som.codebook) for _ in range(world)]
     dist.all_gather(books, som.codebook.data.contiguous())
     if is_main(): torch.save(torch.stack(books), out / f'{rule}.pt')
+# resume: a run interrupted after epoch 1 and resumed from its checkpoint ends as the uninterrupted run
+ckpt = {}
+full = Som((6, 7), 5).fit_distributed(shard(x), epochs=4, bs=50, seed=3,
+                                      after_epoch=lambda som, e: ckpt.update({e: som.codebook.detach().clone()}))
+resumed = Som((6, 7), 5)
+resumed.codebook.data.copy_(ckpt[1])
+resumed.fit_distributed(shard(x), epochs=4, bs=50, seed=3, init=None, start_epoch=2)
+if is_main(): torch.save(dict(full=full.codebook.data, resumed=resumed.codebook.data, first=ckpt[0]), out / 'resume.pt')
 dist.destroy_process_group()

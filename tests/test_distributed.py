@@ -36,7 +36,13 @@ def test_two_processes_match_one(engine_run, rule):
 
 
 def test_only_rank0_writes(engine_run):
-    assert sorted(p.name for p in engine_run.iterdir()) == sorted(f'{r}.pt' for r in update_rules)
+    assert sorted(p.name for p in engine_run.iterdir()) == sorted([f'{r}.pt' for r in update_rules] + ['resume.pt'])
+
+
+def test_two_process_resume_is_exact(engine_run):
+    r = torch.load(engine_run / 'resume.pt')
+    assert torch.equal(r['resumed'], r['full'])
+    assert not torch.equal(r['first'], r['full'])  # the resumed epochs did train
 
 
 @pytest.fixture(scope='module')

@@ -193,7 +193,8 @@ def test_properties(rows, cols, topology, toroidal, n_features, n, update, init,
 def test_state_dict_holds_codebook_and_moves_with_module():
     som = Som((3, 4), 2).init_codebook(torch.randn(30, 2), seed=0)
     sd = som.state_dict()
-    assert list(sd) == ['codebook'] and sd['codebook'].shape == (3, 4, 2)
+    assert list(sd) == ['codebook', '_extra_state'] and sd['codebook'].shape == (3, 4, 2)
+    assert sd['_extra_state'] == dict(size=[3, 4], topology='rect', toroidal=False)
     other = Som((3, 4), 2)
     other.load_state_dict(sd)
     assert torch.equal(other.codebook, som.codebook)
