@@ -6,17 +6,21 @@ Docs: https://fastsom.github.io/fastsom/cli.html.md"""
 
 # %% ../nbs/07_cli.ipynb #a07cf347
 from __future__ import annotations
-import argparse, configparser, json, os, shutil, sys, tempfile, time, warnings
+import argparse, configparser, json, os, re, shutil, sys, tempfile, time, warnings
+from functools import partial
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+from torch import Tensor
 import fastsom
-from .som import Som, update_rules, inits
+from .som import Som, update_rules, inits, defaults, schedules, check_memory
+from .som import _alpha_max, _check_choice, _check_int, _check_real
 from .functions import distances, neighbourhoods
 from .grid import topologies
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'DEFAULTS', 'readers', 'plot_kinds', 'som_config', 'save_som', 'load_som', 'read_settings',
-           'default_data', 'read_table', 'make_dls', 'draw', 'train', 'predict', 'plot', 'main', 'cli']
+__all__ = ['FORMAT_VERSION', 'DEFAULTS', 'readers', 'plot_kinds', 'MARKER', 'som_config', 'save_som', 'load_som', 'read_settings',
+           'default_data', 'read_table', 'make_dls', 'draw', 'recover_output', 'check_output', 'train', 'predict',
+           'plot', 'main', 'cli']
 
 # %% ../nbs/07_cli.ipynb #e831e408
 FORMAT_VERSION = 1
@@ -52,51 +56,206 @@ def save_som(
     os.replace(tmp, path)
     return path
 
+# %% ../nbs/07_cli.ipynb #5fba555d
+def _check_tensor(
+    name:str, # what the tensor is, for messages
+    t, # the value read from the file
+    shape:tuple, # the shape it must have
+    positive:bool=False, # its values must also be > 0
+)->Tensor:
+    "`t` as float32 when it is a dense float tensor of `shape` with finite values; else an error naming `name`"
+    if not isinstance(t, Tensor) or t.layout != torch.strided:
+        raise TypeError(f"its {name} is a {type(t).__name__}, not a tensor")
+    if not t.is_floating_point(): raise TypeError(f"its {name} has dtype {t.dtype}, not a float dtype")
+    if tuple(t.shape) != shape: raise ValueError(f"its {name} has shape {tuple(t.shape)}, not {shape}")
+    t = t.float()
+    n_bad = int((~torch.isfinite(t)).sum())
+    if n_bad: raise ValueError(f"its {name} holds {n_bad} NaN or infinite value(s)")
+    if positive and (t <= 0).any(): raise ValueError(f"its {name} holds values <= 0")
+    return t
+
+# %% ../nbs/07_cli.ipynb #dbf8c6e3
+_config_keys = ('size', 'n_features', 'topology', 'toroidal', 'dist', 'neigh', 'update')  # the arguments of `Som`
+
+def _check_config(cfg)->dict:
+    "The `Som` arguments of a model file's config, checked with `fastsom.som`'s checks before anything is built"
+    if not isinstance(cfg, dict): raise TypeError(f"its config is a {type(cfg).__name__}, not a dict")
+    lost = [k for k in _config_keys if k not in cfg]
+    if lost: raise ValueError(f"its config lacks {lost}")
+    size = cfg['size']
+    if not isinstance(size, (list, tuple)) or len(size) != 2:
+        raise ValueError(f"its size must be [rows, cols], got {size!r}")
+    if not isinstance(cfg['toroidal'], bool):
+        raise TypeError(f"its toroidal must be true or false, got {cfg['toroidal']!r}")
+    return dict(size=tuple(_check_int(f'map {n}', v) for n, v in zip(('rows', 'cols'), size)),
+                n_features=_check_int('n_features', cfg['n_features']),
+                topology=_check_choice('topology', cfg['topology'], topologies), toroidal=cfg['toroidal'],
+                dist=_check_choice('distance', cfg['dist'], distances),
+                neigh=_check_choice('neighbourhood', cfg['neigh'], neighbourhoods),
+                update=_check_choice('update rule', cfg['update'], update_rules))
+
+# %% ../nbs/07_cli.ipynb #8ca97a97
+def _check_preprocessor(
+    d, # the preprocessor state read from the file, or None
+    n_features:int, # features of the map
+):
+    "The `SomPreprocessor` of a model file, after checking its tensors: lengths, finite values, as wide as the map"
+    if d is None: return None
+    if not isinstance(d, dict): raise TypeError(f"its preprocessor is a {type(d).__name__}, not a dict")
+    cont, cat, levels = d.get('cont_names'), d.get('cat_names'), d.get('levels')
+    if not (isinstance(cont, list) and isinstance(cat, list) and isinstance(levels, dict)
+            and all(isinstance(levels.get(c), list) for c in cat)):
+        raise TypeError("its preprocessor's column names and category levels are not lists")
+    width = len(cont) + sum(len(levels[c]) for c in cat)
+    if width != n_features: raise ValueError(f"its preprocessor encodes {width} features but its map has {n_features}")
+    d, optional = dict(d), {'fill'} if cat else {'fill', 'weights'}  # no fill values, no categorical columns: None
+    for k, n in dict(shift=len(cont), scale=len(cont), fill=len(cont), weights=len(cat)).items():
+        if k not in optional or d.get(k) is not None:
+            d[k] = _check_tensor(f"preprocessor's {k}", d.get(k), (n,), positive=k in ('scale', 'weights'))
+    from fastsom.data import SomPreprocessor
+    try: return SomPreprocessor.from_state_dict(d)
+    except KeyError as e: raise ValueError(f"its preprocessor lacks {e}") from None
+
+# %% ../nbs/07_cli.ipynb #10b772df
+def _check_meta(meta, n_units:int)->dict:
+    "A model file's meta, with the per-unit `hits` and `unit_labels` the pictures read checked (one per unit)"
+    if not isinstance(meta, dict): raise TypeError(f"its meta is a {type(meta).__name__}, not a dict")
+    hits, labels = meta.get('hits'), meta.get('unit_labels')
+    if hits is not None and not (isinstance(hits, list) and len(hits) == n_units
+                                 and all(isinstance(h, int) and h >= 0 for h in hits)):
+        raise ValueError(f"its hits must be {n_units} counts, one per unit")
+    if labels is not None and not (isinstance(labels, list) and len(labels) == n_units
+                                   and all(v is None or isinstance(v, str) for v in labels)):
+        raise ValueError(f"its unit_labels must be {n_units} labels (or None), one per unit")
+    return meta
+
 # %% ../nbs/07_cli.ipynb #b2c1a9dd
 def load_som(
     path, # a file written by `save_som` or `fastsom train`
     map_location='cpu', # device of the codebook
 )->tuple:
-    "`(som, preprocessor, meta)` from a model file, loaded with `weights_only=True` (no code is unpickled)"
+    "`(som, preprocessor, meta)` from a model file, read with `weights_only=True` (no code runs) and checked first"
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"No model file at {path}.")
-    try: d = torch.load(path, map_location=map_location, weights_only=True)
+    try: d = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
     except Exception as e: raise ValueError(f"{path} is not a readable fastsom model file (truncated, or not written by fastsom?): {str(e).splitlines()[0][:200]}") from None
     if not isinstance(d, dict) or d.get('format') != 'fastsom': raise ValueError(f"{path} is not a fastsom model file.")
     if d.get('format_version') != FORMAT_VERSION:
         raise ValueError(f"{path} has model format {d.get('format_version')} (fastsom {d.get('fastsom_version')}), this fastsom {fastsom.__version__} reads format {FORMAT_VERSION}: retrain it, or load it with that fastsom version.")
-    cfg = d['config']
-    som = Som(tuple(cfg['size']), cfg['n_features'], cfg['topology'], cfg['toroidal'], cfg['dist'], cfg['neigh'], cfg['update'])
-    if tuple(d['codebook'].shape) != tuple(som.codebook.shape): raise ValueError(f"{path} is corrupt: codebook shape {tuple(d['codebook'].shape)} does not match its settings.")
-    som.codebook.data.copy_(d['codebook'])
-    pre = None
-    if d['preprocessor'] is not None:
-        from fastsom.data import SomPreprocessor
-        pre = SomPreprocessor.from_state_dict(d['preprocessor'])
-    return som.to(map_location), pre, d['meta']
+    try:
+        cfg = _check_config(d.get('config'))
+        n_units = cfg['size'][0] * cfg['size'][1]
+        check_memory(n_units, cfg['n_features'])
+        codebook = _check_tensor('codebook', d.get('codebook'), (*cfg['size'], cfg['n_features']))
+        pre = _check_preprocessor(d.get('preprocessor'), cfg['n_features'])
+        meta = _check_meta(d.get('meta', {}), n_units)
+        som = Som(**cfg)
+    except (ValueError, TypeError) as e: raise ValueError(f"Cannot load {path}: {str(e).rstrip('.')}.") from None
+    som.codebook.data.copy_(codebook)
+    return som.to(map_location), pre, meta
 
 # %% ../nbs/07_cli.ipynb #42f7879e
-DEFAULTS = dict(rows=20, cols=20, topology='hex', toroidal=False, epochs=20, bs=256, schedule='exp', alpha=.9,
-                sigma=0., update='minibatch', init='pca', norm='zscore', valid_pct=.1, seed=0, output='som_output')
+DEFAULTS = dict(
+    # the command's own choices: a 20 x 20 hex map (400 units, about 5 sqrt(n) for n = 6,400 rows; hexagons draw well),
+    # 20 epochs (twice `defaults.epochs`: the command trains once, unattended), a fixed seed, and where it writes
+    rows=20, cols=20, topology='hex', epochs=20, seed=0, output='som_output',
+    # the rest from the one table, `fastsom.som.defaults`; 'auto': `default_bs(n_train)`, `default_sigma((rows, cols))`
+    toroidal=defaults.toroidal, bs='auto', schedule=defaults.schedule, alpha=defaults.alpha, sigma='auto',
+    update=defaults.update, init=defaults.init, norm=defaults.norm or 'none', valid_pct=defaults.valid_pct)
+
+# %% ../nbs/07_cli.ipynb #6b2a25d5
+def _number(v):
+    "`v` as an int or float when it is text that reads as one; anything else unchanged, for the checks to refuse"
+    if not isinstance(v, str): return v
+    for t in (int, float):
+        try: return t(v)
+        except ValueError: pass
+    return v
+
+def _numeric(check): return lambda name, v: check(name, _number(v))
+
+def _or_auto(check):
+    "`check`, but 'auto' (the default from `fastsom.som`'s rules of thumb) passes as it is"
+    def f(name, v):
+        if v == 'auto': return v
+        try: return check(name, v)
+        except (ValueError, TypeError) as e:
+            raise type(e)(str(e).replace(' must be ', ' must be auto or ', 1)) from None
+    return f
+
+def _check_bool(name:str, v)->bool:
+    v = configparser.ConfigParser.BOOLEAN_STATES.get(v.lower(), v) if isinstance(v, str) else v
+    if not isinstance(v, bool): raise ValueError(f"{name} must be true or false, got {v!r}.")
+    return v
+
+def _check_folder(name:str, v)->str:
+    if not isinstance(v, (str, os.PathLike)) or not str(v).strip():
+        raise ValueError(f"{name} must be a folder name, got {v!r}.")
+    return str(v)
+
+def _check_share(name:str, v)->float:
+    "A share of the rows, in [0, 1)"
+    v = _check_real(name, v, 0, 1)
+    if v == 1: raise ValueError(f"{name} must be below 1 (some rows must be left to train on), got 1.0.")
+    return v
+
+# %% ../nbs/07_cli.ipynb #ebce2543
+_choices = dict(topology=topologies, schedule=tuple(schedules), update=update_rules, init=inits,
+                norm=('zscore', 'minmax', 'none'))
+_checks = dict(
+    rows=_numeric(_check_int), cols=_numeric(_check_int), epochs=_numeric(_check_int),
+    seed=_numeric(partial(_check_int, lo=0)), bs=_numeric(_or_auto(_check_int)),
+    sigma=_numeric(_or_auto(partial(_check_real, lo=0, lo_open=True))), valid_pct=_numeric(_check_share),
+    alpha=_numeric(lambda name, v: v),  # checked against the range of its update rule by `read_settings`
+    toroidal=_check_bool, output=_check_folder, **{k: partial(_check_choice, valid=v) for k, v in _choices.items()})
+
+# %% ../nbs/07_cli.ipynb #80ec72c4
+def _settings_file(path=None)->Path|None:
+    "The settings file a run reads: `path`, else ./settings.ini when it exists, else None (`DEFAULTS` alone)"
+    if path is not None: return Path(path)
+    return Path('settings.ini') if Path('settings.ini').is_file() else None
+
+def _read_ini(path:Path)->dict:
+    "The [fastsom] section of `path` as text values, or a one-line error saying what is wrong with the file"
+    if not path.is_file(): raise FileNotFoundError(f"No settings file at {path}.")
+    try: text = path.read_text(encoding='utf-8-sig')
+    except UnicodeDecodeError: text = '\0'
+    if '\0' in text:
+        raise ValueError(f"{path} is not a text file: a settings file holds lines such as `rows = 20` under [fastsom].")
+    cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=('#', ';'))
+    try: cp.read_string(text, source=str(path))
+    except configparser.MissingSectionHeaderError as e:
+        raise ValueError(f"{path} has no section header: put a [fastsom] line before its first setting "
+                         f"(line {e.lineno}).") from None
+    except configparser.DuplicateOptionError as e:
+        raise ValueError(f"{path} sets {e.option} twice (again on line {e.lineno}): keep one.") from None
+    except configparser.DuplicateSectionError as e:
+        raise ValueError(f"{path} has two [{e.section}] sections (again on line {e.lineno}): merge them.") from None
+    except configparser.ParsingError as e:
+        n = e.errors[0][0]
+        line = text.splitlines()[n - 1].strip()[:60]
+        raise ValueError(f"{path}, line {n}: {line!r} is not a `name = value` setting.") from None
+    if 'fastsom' not in cp: raise ValueError(f"{path} has no [fastsom] section.")
+    return dict(cp['fastsom'])
 
 # %% ../nbs/07_cli.ipynb #53a84249
 def read_settings(
     path=None, # an ini file with a [fastsom] section; default ./settings.ini when it exists
+    **flags, # settings given as flags, which override the file (None: not given)
 )->dict:
-    "`DEFAULTS` updated with the [fastsom] section of `path`, converted to the defaults' types"
-    res = dict(DEFAULTS)
-    if path is None and not Path('settings.ini').is_file(): return res
-    path = Path(path or 'settings.ini')
-    if not path.is_file(): raise FileNotFoundError(f"No settings file at {path}.")
-    cp = configparser.ConfigParser(inline_comment_prefixes=('#', ';'))
-    cp.read(path)
-    if 'fastsom' not in cp: raise ValueError(f"{path} has no [fastsom] section.")
-    for k, v in cp['fastsom'].items():
-        if k not in DEFAULTS: raise ValueError(f"Unknown setting {k!r} in {path}: valid settings are {list(DEFAULTS)}.")
-        t = type(DEFAULTS[k])
-        try: res[k] = cp['fastsom'].getboolean(k) if t is bool else t(v)
-        except ValueError: raise ValueError(f"Setting {k} = {v!r} in {path} is not a valid {t.__name__}.") from None
-    return res
+    "`DEFAULTS` updated with the [fastsom] section of `path`, then with `flags`, each checked and named as it was given"
+    path = _settings_file(path)
+    file = _read_ini(path) if path else {}
+    for k in [*file, *flags]:
+        if k not in DEFAULTS:
+            where = f' in {path}' if k in file else ''
+            raise ValueError(f"Unknown setting {k!r}{where}: valid settings are {list(DEFAULTS)}.")
+    s, names = dict(DEFAULTS), {k: k for k in DEFAULTS}
+    given = [(k, v, f'{k} in {path}') for k, v in file.items()]
+    given += [(k, v, f'--{k}') for k, v in flags.items() if v is not None]
+    for k, v, name in given: s[k], names[k] = _checks[k](name, v), name
+    s['alpha'] = _check_real(names['alpha'], s['alpha'], 0, _alpha_max[s['update']], lo_open=True)
+    return s
 
 # %% ../nbs/07_cli.ipynb #d1f80fda
 def default_data()->pd.DataFrame:
@@ -119,9 +278,11 @@ def read_table(path)->pd.DataFrame|Path:
     ext = path.suffix.lower()
     if ext == '.npy': return path
     if ext not in readers: raise ValueError(f"Cannot read {path.name}: use a .csv, .parquet or .npy file.")
-    try: return readers[ext](path)
+    try: df = readers[ext](path)
     except ImportError as e: raise ValueError(f"Reading Parquet needs pyarrow: pip install pyarrow ({e}).") from None
     except Exception as e: raise ValueError(f"Cannot read {path} as {ext[1:]}: {str(e).splitlines()[0][:200]}") from None
+    if len(df) == 0: raise ValueError(f"{path} has no rows (only a header): add data rows.")
+    return df
 
 # %% ../nbs/07_cli.ipynb #8580a78c
 def make_dls(data, labels:list|None=None, cats:list|None=None, **kwargs):
@@ -157,6 +318,8 @@ def draw(
     meta = meta or {}
     if kind not in plot_kinds: raise ValueError(f"Unknown plot kind {kind!r}: choose one of {list(plot_kinds)}.")
     if kind == 'hits':
+        if meta.get('hits') is None:
+            raise ValueError("This model file holds no hit counts: `fastsom train` writes them; draw another kind.")
         hits = np.asarray(meta['hits'], dtype=float)
         res = plot_lattice(som.grid, np.where(hits > 0, hits, np.nan), title='Hits (blank: no sample)')
     elif kind == 'labels':
@@ -177,6 +340,128 @@ def _figure_of(res):
         if f is not None: return f
         if hasattr(o, 'flat'): return _figure_of(list(o.flat))
     return plt.gcf()
+
+# %% ../nbs/07_cli.ipynb #b15e5fc9
+MARKER = '.fastsom-output'  # in every folder fastsom writes: the list of the files it wrote there (JSON)
+
+def _marker_files(folder:Path)->list|None:
+    "The files fastsom wrote into `folder`, from its marker; None when it has no readable marker"
+    try: d = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError): return None
+    files = d.get('files') if isinstance(d, dict) else None
+    return files if isinstance(files, list) and all(isinstance(f, str) for f in files) else None
+
+def _mark(folder:Path, files:list):
+    "Write the marker of `folder` (atomically: a crash leaves the old marker or the new one)"
+    tmp = folder / (MARKER + '.tmp')
+    tmp.write_text(json.dumps(dict(written_by=f'fastsom {fastsom.__version__}', files=sorted(files))))
+    os.replace(tmp, folder / MARKER)
+
+def _is_whole(folder:Path)->bool:
+    "Whether `folder` is a whole fastsom output: a marker, and every file it lists, the model file among them"
+    files = _marker_files(folder)
+    return bool(files) and 'model.pt' in files and all((folder / f).is_file() for f in files)
+
+def _remove_owned(folder:Path):
+    "Delete a folder of fastsom's own, its marker last, so that a crash midway leaves it recognisable"
+    for p in folder.iterdir():
+        if p.name != MARKER: shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    (folder / MARKER).unlink(missing_ok=True)
+    folder.rmdir()
+
+# %% ../nbs/07_cli.ipynb #93630c72
+def _temp_name(out:Path, kind:str)->str:
+    "Name prefix of fastsom's temporary folders beside `out`: 'new' (being written) or 'old' (moved aside)"
+    return f'.{out.name}.fastsom-{kind}-{os.getpid()}-'
+
+def _alive(pid:int)->bool:
+    "Whether process `pid` runs (on POSIX; elsewhere assume not, as nothing tells)"
+    if os.name != 'posix': return False
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass
+    return True
+
+def _stale(out:Path)->list:
+    "`(kind, folder)` of fastsom's temporary folders beside `out` left by runs that are over: by name AND marker"
+    pat = re.compile(rf'\.{re.escape(out.name)}\.fastsom-(new|old)-(\d+)-\w+')
+    found = [(m, p) for p in (out.parent.iterdir() if out.parent.is_dir() else []) if (m := pat.fullmatch(p.name))]
+    return [(m[1], p) for m, p in found if p.is_dir() and not _alive(int(m[2])) and _marker_files(p) is not None]
+
+# %% ../nbs/07_cli.ipynb #e89c32fb
+def recover_output(
+    out:Path, # an output folder of `fastsom train`
+)->bool:
+    "Put back the old output of a replace a crash interrupted; delete the stale temporary folders of fastsom beside `out`"
+    stale = _stale(out)
+    olds = [p for kind, p in stale if kind == 'old' and _is_whole(p)]
+    back = max(olds, key=lambda p: p.stat().st_mtime) if olds and not os.path.lexists(out) else None
+    if back is not None:
+        back.rename(out)
+        print(f"fastsom: restored {out}, which a run killed while replacing it had moved aside.", file=sys.stderr)
+    for _, p in stale:
+        if p != back: _remove_owned(p)
+    return back is not None
+
+# %% ../nbs/07_cli.ipynb #b6331444
+def check_output(
+    out:Path, # the output folder
+    force:bool=False, # replace it, when it is a fastsom output
+    inputs:list=(), # files the run reads (data, settings), which the output must not hold
+):
+    "Refuse, saying why, an output folder `fastsom train` must not write or replace"
+    if not os.path.lexists(out): return
+    def refuse(why): raise FileExistsError(f"Refusing to replace {out}: {why}.")
+    r = out.resolve()
+    if r == Path(r.anchor): refuse("it is the filesystem root; choose a new folder with --output")
+    guarded = [(Path.cwd(), 'the current folder'), *((Path(i), f'the input {i}') for i in inputs),
+               (Path.home(), 'your home folder')]
+    for p, what in guarded:
+        p = p.resolve()
+        if r == p or r in p.parents: refuse(f"it {'is' if r == p else 'holds'} {what}; choose a new folder with --output")
+    if out.is_symlink(): refuse("it is a symbolic link; pass the folder it points to, or a new one")
+    if not out.is_dir(): refuse("it is a file, not an output folder; choose a new folder with --output")
+    if not force:
+        raise FileExistsError(f"Output folder {out} exists: pass --force to replace it, or choose another with --output.")
+    files = _marker_files(out)
+    if files is None or not (out / 'model.pt').is_file():
+        refuse(f"it is not an output of fastsom (no model.pt and {MARKER}), and --force only replaces those")
+    foreign = sorted(set(os.listdir(out)) - set(files) - {MARKER})
+    if foreign:
+        listed = ', '.join(foreign[:5]) + (', ...' if len(foreign) > 5 else '')
+        refuse(f"it holds files fastsom did not write ({listed}); move them out, or choose another folder with --output")
+
+# %% ../nbs/07_cli.ipynb #1f6103ae
+def _pause(step:str):
+    "For the crash tests only: sleep at `step` of a replace when the FASTSOM_TEST_PAUSE variable names it"
+    if os.environ.get('FASTSOM_TEST_PAUSE') == step: time.sleep(600)
+
+def _write_new(out:Path, write:callable)->Path:
+    "A new output for `out`, written by `write(folder)` into a temporary folder beside it, and marked with its files"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=_temp_name(out, 'new'), dir=out.parent))
+    _mark(new, [])
+    try: write(new)
+    except BaseException:
+        _remove_owned(new)
+        raise
+    _mark(new, [p.name for p in new.iterdir() if p.name != MARKER])
+    return new
+
+def _replace(out:Path, new:Path, inputs:list=()):
+    "Move output `new` in as `out`: the old output aside, the new one in, then the old one deleted"
+    _pause('written')
+    old = None
+    if os.path.lexists(out):
+        try: check_output(out, True, inputs)  # again: it may have changed while the map trained
+        except FileExistsError:
+            _remove_owned(new)
+            raise
+        old = out.rename(out.with_name(new.name.replace('-new-', '-old-', 1)))
+        _pause('aside')
+    new.rename(out)
+    _pause('moved')
+    if old is not None: _remove_owned(old)
 
 # %% ../nbs/07_cli.ipynb #b3603682
 def _write_outputs(folder:Path, learn, interp, s:dict, metrics:dict, labels:bool):
@@ -200,25 +485,26 @@ def train(
     data=None, # a CSV, Parquet or .npy file; None for scikit-learn's digits
     settings=None, # settings file (default ./settings.ini when present, else `DEFAULTS`)
     output=None, # output folder (default: the `output` setting)
-    force:bool=False, # replace an existing output folder
+    force:bool=False, # replace the output folder when it is an output of fastsom (see `check_output`)
     label:list|None=None, # label columns: kept aside, used for the label map
     cat:list|None=None, # categorical columns: one-hot encoded
     quiet:bool=False, # no progress bar or summary
-    **overrides, # settings to override (None values are ignored)
+    **flags, # settings given as flags, which override the file (None values are ignored)
 )->dict:
     "Train a map and write model.pt, codebook.csv, metrics.json and PNGs into the output folder; returns the metrics"
     from fastsom.learner import som_learner
     from fastsom.interp import SomInterpretation
-    s = read_settings(settings)
-    s.update({k: v for k, v in overrides.items() if v is not None})
-    out = Path(output or s['output'])
-    if out.exists() and not force: raise FileExistsError(f"Output folder {out} exists: pass --force to replace it, or choose another with --output.")
+    s = read_settings(settings, **flags)
+    out, inputs = Path(output or s['output']), [p for p in (data, _settings_file(settings)) if p is not None]
+    recover_output(out)
+    check_output(out, force, inputs)
     df = default_data() if data is None else read_table(data)
     labels = ['digit'] if data is None else label
-    dls = make_dls(df, labels, cat, bs=s['bs'], valid_pct=s['valid_pct'], seed=s['seed'],
+    dls = make_dls(df, labels, cat, bs=None if s['bs'] == 'auto' else s['bs'], valid_pct=s['valid_pct'], seed=s['seed'],
                    norm=None if s['norm'] == 'none' else s['norm'])
     learn = som_learner(dls, size=(s['rows'], s['cols']), topology=s['topology'], toroidal=s['toroidal'], init=s['init'],
-                        update=s['update'], sigma=s['sigma'] or None, lr=s['alpha'], sched=s['schedule'], seed=s['seed'])
+                        update=s['update'], sigma=None if s['sigma'] == 'auto' else s['sigma'], lr=s['alpha'],
+                        sched=s['schedule'], seed=s['seed'])
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -228,19 +514,14 @@ def train(
     secs = time.perf_counter() - start
     with learn.no_bar(): interp = SomInterpretation.from_learner(learn, dl=dls.train.new(shuffle=False, drop_last=False))
     metrics = dict(qe=interp.dists.mean().item(), te=learn.model.topographic_error(interp.x), seconds=round(secs, 3),
-                   rows=len(interp.x), units_hit=float((interp.activation_response() > 0).float().mean()), settings=s)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
-    try:
-        _write_outputs(tmp, learn, interp, s, metrics, labels=bool(labels))
-        if out.exists(): shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp)
+                   rows=len(interp.x), bs=dls.train.bs, units_hit=float((interp.activation_response() > 0).float().mean()),
+                   settings=s)
+    new = _write_new(out, lambda folder: _write_outputs(folder, learn, interp, s, metrics, labels=bool(labels)))
+    _replace(out, new, inputs)
     if not quiet:
         print(f"Trained a {s['rows']}x{s['cols']} {s['topology']} map on {metrics['rows']:,} rows x {dls.n_features} features "
               f"in {secs:.1f}s: QE {metrics['qe']:.4f}, TE {metrics['te']:.4f}, {metrics['units_hit']:.0%} of units hit.\nWrote {out}/: "
-              + ', '.join(sorted(p.name for p in out.iterdir())))
+              + ', '.join(_marker_files(out)))
     return metrics
 
 # %% ../nbs/07_cli.ipynb #6da6be76
@@ -252,7 +533,7 @@ def predict(
     "The BMU (row, col) and distance of each row of `data`"
     som, pre, meta = load_som(model)
     df = read_table(data)
-    raw = np.load(df, mmap_mode='r') if isinstance(df, Path) else df
+    raw = np.load(df) if isinstance(df, Path) else df
     x = pre.encode(raw) if pre is not None else torch.as_tensor(np.asarray(raw, dtype=np.float32))
     idx, dist = som.search(x)
     res = pd.DataFrame(dict(row=(idx[:, 0] // som.grid.cols).numpy(), col=(idx[:, 0] % som.grid.cols).numpy(), distance=dist[:, 0].numpy()))
@@ -276,8 +557,15 @@ def plot(
     return out
 
 # %% ../nbs/07_cli.ipynb #a0c2427a
+class _UsageError(ValueError):
+    "A command line the parser refuses; the message is the whole line to print"
+
+class _Parser(argparse.ArgumentParser):
+    "An `ArgumentParser` whose usage errors are one line, like every other error of the command"
+    def error(self, message): raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
 def _parser()->argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='fastsom', description="Train Self-Organizing Maps and look at them.")
+    p = _Parser(prog='fastsom', description="Train Self-Organizing Maps and look at them.")
     sub = p.add_subparsers(dest='command', required=True, metavar='{train,predict,plot}')
     t = sub.add_parser('train', help="train a map and write model, codebook, metrics and pictures",
                        description="Train a map on DATA (default: scikit-learn's digits) and write model.pt, codebook.csv, metrics.json "
@@ -286,18 +574,18 @@ def _parser()->argparse.ArgumentParser:
     t.add_argument('data', nargs='?', help="a .csv, .parquet or .npy file (default: scikit-learn's digits)")
     t.add_argument('--settings', help="settings file (default: ./settings.ini when present)")
     t.add_argument('--output', '-o', help=f"output folder (default setting: {DEFAULTS['output']})")
-    t.add_argument('--force', action='store_true', help="replace the output folder if it exists")
+    t.add_argument('--force', action='store_true', help="replace the output folder if it is an output of fastsom")
     t.add_argument('--label', action='append', help="a label column: kept out of training, drawn as the label map (repeatable)")
     t.add_argument('--cat', action='append', help="a categorical column, one-hot encoded (repeatable)")
     t.add_argument('--quiet', '-q', action='store_true', help="no progress bar or summary")
-    helps = dict(rows="map rows", cols="map columns", topology="lattice", epochs="passes over the data", bs="batch size",
-                 schedule="alpha and sigma schedule", alpha="starting learning rate", sigma="starting radius (0: half the longer side)",
-                 update="update rule", init="codebook initialisation", norm="normalisation (none to skip)",
+    helps = dict(rows="map rows", cols="map columns", topology="lattice", epochs="passes over the data",
+                 bs="batch size (auto: from the training rows)", schedule="alpha and sigma schedule",
+                 alpha="starting learning rate", sigma="starting radius (auto: half the longer side)", update="update rule",
+                 init="codebook initialisation", norm="normalisation (none to skip)",
                  valid_pct="share of rows held out for validation", seed="random seed")
-    choices = dict(topology=topologies, schedule=('exp', 'linear', 'cos', 'two_phase'), update=update_rules, init=inits,
-                   norm=('zscore', 'minmax', 'none'))
-    for k, h in helps.items():
-        t.add_argument(f'--{k}', type=type(DEFAULTS[k]), choices=choices.get(k), help=f"{h} (default setting: {DEFAULTS[k]})")
+    for k, h in helps.items():  # values are checked by `read_settings`, so flags and the file get the same messages
+        t.add_argument(f'--{k}', metavar='{' + ','.join(_choices[k]) + '}' if k in _choices else k.upper(),
+                       help=f"{h} (default setting: {DEFAULTS[k]})")
     t.add_argument('--toroidal', action=argparse.BooleanOptionalAction, default=None, help="wrap the lattice around (default setting: no)")
     pr = sub.add_parser('predict', help="write the BMU of each row of a data file as CSV",
                         description="Write row, col and distance of the best matching unit of each row of DATA as CSV.")
@@ -312,17 +600,19 @@ def _parser()->argparse.ArgumentParser:
 
 # %% ../nbs/07_cli.ipynb #c0a878d8
 def main(argv:list|None=None)->int:
-    "Entry point of the `fastsom` console script"
-    args = vars(_parser().parse_args(argv))
-    cmd = args.pop('command')
+    "Entry point of the `fastsom` console script: 0, or 1 after one line on standard error saying what is wrong"
     try:
+        args = vars(_parser().parse_args(argv))
+        cmd = args.pop('command')
         if cmd == 'train': train(**args)
         elif cmd == 'predict': predict(**args)
         else: print(plot(**args))
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, OSError) as e:
-        print(f"fastsom {cmd}: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    except _UsageError as e: msg = str(e)
+    except (ValueError, TypeError, KeyError, OSError) as e:  # what fastsom's checks and the file system raise
+        msg = f"fastsom {cmd}: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}"
+    else: return 0
+    print(' '.join(msg.splitlines()), file=sys.stderr)
+    return 1
 
 # %% ../nbs/07_cli.ipynb #773f1ee8
 def cli():

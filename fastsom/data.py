@@ -6,15 +6,17 @@ Docs: https://fastsom.github.io/fastsom/data.html.md"""
 
 # %% ../nbs/03_data.ipynb #f3c537ba
 from __future__ import annotations
-import math, numbers, numpy as np, pandas as pd, torch
+import math, numbers, warnings, numpy as np, pandas as pd, torch
 from pathlib import Path
 from torch import Tensor
 from fastcore.basics import patch
+from fastcore.foundation import L
 from fastcore.meta import delegates
 from fastcore.imports import IN_NOTEBOOK
 from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
-from fastai.torch_core import default_device, display_df
+from fastai.torch_core import default_device, display_df, batch_to_samples
+from .som import defaults, default_bs, _check_int, _generator
 
 # %% auto #0
 __all__ = ['norms', 'fill_options', 'na_level', 'SomPreprocessor', 'NpyRows', 'SomDataset', 'SomDataLoader', 'SomDataLoaders']
@@ -42,20 +44,32 @@ def _check_rows(n:int, what='data'):
 
 # %% ../nbs/03_data.ipynb #2a44e2ac
 def _as_2d(x)->Tensor:
-    "`x` (tensor, array, list) as a 2-D float32 tensor; no copy when it already is one"
+    "`x` (tensor, array, list) as a 2-D float32 tensor: no copy when it already is one; a read-only array is read in place"
     if isinstance(x, pd.DataFrame): raise TypeError("Got a DataFrame: use `SomDataLoaders.from_df`.")
     if not isinstance(x, Tensor):
         a = np.asarray(x)
         if a.dtype.kind not in 'biuf':
             raise TypeError(f"Expected numbers, got an array of dtype {a.dtype}: convert it to numbers, or put it in a "
                             "DataFrame and use `SomDataLoaders.from_df` with `cat_names` for the categorical columns.")
-        x = torch.from_numpy(np.ascontiguousarray(a))
+        a = np.ascontiguousarray(a, dtype=np.float32)  # the float32 conversion: the only copy, none for float32 data
+        with warnings.catch_warnings():  # read-only arrays (memmaps) are only read: `_writable` copies what is kept
+            warnings.filterwarnings('ignore', 'The given NumPy array is not writable')
+            x = torch.from_numpy(a)
     if x.is_complex(): raise TypeError("Complex numbers are not supported: pass real and imaginary parts as columns.")
     if x.ndim != 2:
         hint = " For one feature use `x.reshape(-1, 1)`; for a single row `x.reshape(1, -1)`." if x.ndim == 1 else ""
         raise ValueError(f"Expected a 2-D (rows, features) array, got shape {tuple(x.shape)}.{hint}")
     if x.shape[1] == 0: raise ValueError(f"The data has no feature columns (shape {tuple(x.shape)}).")
     return x.detach().float()
+
+def _shares(t:Tensor, src)->bool:
+    "Whether `t` may be a view of the memory of `src` (a tensor or an array), so that writing `t` would write `src`"
+    if isinstance(src, Tensor): return t.untyped_storage().data_ptr() == src.untyped_storage().data_ptr()
+    return isinstance(src, np.ndarray) and t.device.type == 'cpu' and np.may_share_memory(src, t.numpy())
+
+def _writable(t:Tensor, src)->Tensor:
+    "`t`, copied when it is a view of a read-only array `src` (a memmap): what is kept or returned may be written"
+    return t.clone() if isinstance(src, np.ndarray) and not src.flags.writeable and _shares(t, src) else t
 
 # %% ../nbs/03_data.ipynb #0c84a9d2
 def _missing_error(n_nan, n_inf, names, fill_missing):
@@ -139,7 +153,7 @@ class SomPreprocessor:
         cont_names=(), # continuous (numeric) columns, encoded first, in this order
         cat_names=(), # categorical columns, one-hot encoded after the continuous ones
         label_names=(), # columns kept aside as labels (never encoded), remembered for `test_dl`
-        norm:str|None='zscore', # 'zscore', 'minmax' or None
+        norm:str|None=defaults.norm, # 'zscore', 'minmax' or None
         fill_missing=None, # None (NaN is an error), 'mean', 'median' or a number
         cat_weight='balanced', # 'balanced' (a categorical column weighs as much as a continuous one) or a number
         col_order=None, # order of the raw columns in array input and in `decode` (default: continuous then categorical)
@@ -187,10 +201,18 @@ def _levels(s:pd.Series, add_na=False)->list:
 # %% ../nbs/03_data.ipynb #b75c63cf
 def _is_numeric(s:pd.Series)->bool: return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_complex_dtype(s)
 
+def _check_unique(df:pd.DataFrame, names=None):
+    "Refuse duplicated column names of `df` (among `names`, default all): one name would select several columns"
+    dup = [c for c in dict.fromkeys(df.columns[df.columns.duplicated()]) if names is None or c in names]
+    if dup: raise ValueError(f"The DataFrame has duplicated column name(s) {_fmt(dup)}: rename them so that each "
+                             "column has its own name (e.g. `df.columns = [...]`), or drop the copies with "
+                             "`df = df.loc[:, ~df.columns.duplicated()]`.")
+
 # %% ../nbs/03_data.ipynb #8b3bec54
 @patch
 def _df_inputs(self:SomPreprocessor, df:pd.DataFrame):
     "Continuous columns of `df` as a float32 tensor, and its categorical columns"
+    _check_unique(df, self.cont_names + self.cat_names)
     lost = [c for c in self.cont_names + self.cat_names if c not in df.columns]
     if lost: raise KeyError(f"The data lacks column(s) {_fmt(lost)}, which the preprocessor was fitted with; "
                             f"it has {_fmt(df.columns)}.")
@@ -209,12 +231,26 @@ def _width_error(self:SomPreprocessor, m:int):
             if m == self.n_features != k else "")
     raise ValueError(f"The data has {m} columns but the preprocessor expects {k}: {_fmt(self.col_order)}.{hint}")
 
+def _frame(o)->pd.DataFrame:
+    "A `pd.Series` or a dict of values as a one-row DataFrame (a dict of lists as columns), a DataFrame as is"
+    if isinstance(o, pd.Series): return o.to_frame().T.infer_objects()
+    if isinstance(o, dict): return pd.DataFrame([o] if all(np.ndim(v) == 0 for v in o.values()) else o)
+    return o
+
+def _rows(data):
+    """Rows given one by one (a `Series`, a dict, a list of those or of DataFrames, as `Learner.predict` passes `[item]`)
+    as one DataFrame, a list of 1-D or 2-D tensors as one tensor; other data as is"""
+    if isinstance(data, (pd.Series, dict)): return _frame(data)
+    if isinstance(data, (list, tuple)) and len(data) and all(isinstance(o, (pd.Series, dict, pd.DataFrame)) for o in data):
+        return pd.concat([_frame(o) for o in data], ignore_index=True).infer_objects()
+    if isinstance(data, (list, tuple)) and len(data) and all(isinstance(o, Tensor) and o.ndim in (1, 2) for o in data):
+        return torch.cat([torch.atleast_2d(o) for o in data])
+    return data
+
 @patch
 def _inputs(self:SomPreprocessor, data):
     "Continuous columns of `data` (any accepted input) as float32 tensor, and categorical columns as DataFrame"
-    if isinstance(data, pd.Series): data = data.to_frame().T.infer_objects()
-    elif isinstance(data, (list, tuple)) and len(data) and isinstance(data[0], pd.Series):
-        data = pd.DataFrame(list(data)).infer_objects()
+    data = _rows(data)
     if isinstance(data, pd.DataFrame): return self._df_inputs(data)
     if self.cat_names:
         a = np.asarray(data.cpu() if isinstance(data, Tensor) else data, dtype=object)
@@ -229,7 +265,8 @@ def _inputs(self:SomPreprocessor, data):
 # %% ../nbs/03_data.ipynb #a86ca38f
 @patch
 def _fit_cont(self:SomPreprocessor, st:_ColStats, x=None)->float:
-    "Fill values and normalisation from training-split statistics `st` (`x`: the rows, for the median); returns the mean encoded variance"
+    """Fill values and normalisation from training-split statistics `st` (`x`: the rows, for the median).
+    Returns the mean encoded variance of the non-constant columns (1 when there are none)."""
     nc = len(self.cont_names)
     if nc == 0:
         self.shift, self.scale = torch.zeros(0), torch.ones(0)
@@ -245,17 +282,18 @@ def _fit_cont(self:SomPreprocessor, st:_ColStats, x=None)->float:
         else: v = np.full(nc, float(self.fill_missing))
         st.fill(v)
         self.fill = torch.from_numpy(v).float()
-    if self.norm is not None:
-        const = (st.hi - st.lo) <= 1e-7 * np.maximum(np.abs(st.lo), np.abs(st.hi))
-        if const.any():
-            cols = [c for c, k in zip(self.cont_names, const) if k]
-            raise ValueError(f"Column(s) {_fmt(cols)} are constant in the training split, so norm={self.norm!r} would "
-                             f"divide by zero: drop them (e.g. df.drop(columns={cols!r})), or pass norm=None.")
-    if self.norm == 'zscore': shift, scale = st.mean, np.sqrt(st.var)
-    elif self.norm == 'minmax': shift, scale = st.lo, st.hi - st.lo
+    const = (st.hi - st.lo) <= 1e-7 * np.maximum(np.abs(st.lo), np.abs(st.hi))  # to float32 precision
+    if self.norm is not None and const.any():
+        cols = [c for c, k in zip(self.cont_names, const) if k]
+        warnings.warn(f"Column(s) {_fmt(cols)} are constant in the training split: norm={self.norm!r} keeps them, "
+                      "encoded as 0 (shift their value, scale 1, as scikit-learn's scalers do). They add nothing to "
+                      f"distances: drop them to save memory (e.g. df.drop(columns={cols!r})).", UserWarning)
+    if self.norm == 'zscore': shift, scale = st.mean, np.where(const, 1., np.sqrt(st.var))
+    elif self.norm == 'minmax': shift, scale = st.lo, np.where(const, 1., st.hi - st.lo)
     else: shift, scale = np.zeros(nc), np.ones(nc)
     self.shift, self.scale = torch.from_numpy(shift).float(), torch.from_numpy(scale).float()
-    return float((st.var / scale ** 2).mean())
+    v = st.var / scale ** 2
+    return float(v[~const].mean()) if (~const).any() else 1.
 
 # %% ../nbs/03_data.ipynb #30913472
 @patch
@@ -293,16 +331,14 @@ def _fit_cats(self:SomPreprocessor, cats, v_cont:float, levels=None):
     if self.cat_weight != 'balanced':
         self.weights = torch.full((len(self.cat_names),), float(self.cat_weight))
         return
-    w = []
-    for c, codes in zip(self.cat_names, self._codes(cats)):
-        p = np.bincount(codes, minlength=len(self.levels[c])) / len(codes)
-        imp = 1 - (p ** 2).sum()
-        if imp <= 1e-12:
-            raise ValueError(f"Categorical column {c!r} has a single level ({self.levels[c][int(p.argmax())]!r}) in the "
-                             "training split, so it carries no information and cat_weight='balanced' cannot weigh it: "
-                             "drop it, or pass a number as cat_weight.")
-        w.append(math.sqrt(v_cont / imp))
-    self.weights = torch.tensor(w, dtype=torch.float32)
+    imp = np.array([1 - ((np.bincount(k, minlength=len(self.levels[c])) / len(k)) ** 2).sum()
+                    for c, k in zip(self.cat_names, self._codes(cats))])   # Gini impurity of each column
+    single = imp <= 1e-12
+    if single.any():
+        warnings.warn(f"Categorical column(s) {_fmt([c for c, s in zip(self.cat_names, single) if s])} have a single "
+                      "level in the training split: kept with weight 1 (cat_weight='balanced' cannot weigh them). "
+                      "They add nothing to distances: drop them to save memory.", UserWarning)
+    self.weights = torch.from_numpy(np.where(single, 1., np.sqrt(v_cont / np.where(single, 1., imp)))).float()
 
 # %% ../nbs/03_data.ipynb #f593c020
 @patch
@@ -350,13 +386,13 @@ def _assemble(self:SomPreprocessor, xc:Tensor, codes:list)->Tensor:
 # %% ../nbs/03_data.ipynb #d15a0268
 @patch
 def encode(self:SomPreprocessor,
-    data, # raw rows: DataFrame, 2-D array, tensor, list, or a single row as `pd.Series`
+    data, # raw rows: DataFrame, 2-D array, tensor, list; a single row as a `pd.Series` or a dict; a list of those
     unknown:str='error', # unseen category levels: 'error', or 'zeros' for an all-zero block
 )->Tensor:
     "Encode raw rows into the float32 features the map sees, (n_rows, n_features)"
     x, cats = self._inputs(data)
-    xc = self._encode_cont(x)
-    return xc if not self.cat_names else self._assemble(xc, self._codes(cats, unknown))
+    xc = self._encode_cont(x, inplace=not _shares(x, data))  # in place on a copy (float32 conversion, gather)
+    return _writable(xc, data) if not self.cat_names else self._assemble(xc, self._codes(cats, unknown))
 
 # %% ../nbs/03_data.ipynb #d42c734e
 @patch
@@ -481,18 +517,17 @@ class SomDataLoader(DataLoader):
     n_inp = 1
     def __init__(self,
         dataset:SomDataset, # the split to load
-        bs:int=1024, # batch size
+        bs:int|None=None, # batch size (default `default_bs(len(dataset))`)
         shuffle:bool=False, # reshuffle the rows every epoch
         drop_last:bool=False, # skip the last, smaller batch
-        seed:int|None=None, # seed of this loader's shuffling (`None`: torch's global generator)
+        seed:int|None=None, # seed of the shuffling: epoch `e` draws from `seed + e` (`None`: torch's global generator)
         device=None, # where batches go (`None`: leave them where the data is)
         **kwargs
     ):
-        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1: raise ValueError(f"bs must be a positive integer, got {bs!r}.")
+        bs = default_bs(len(dataset)) if bs is None else _check_int('bs', bs)
         kwargs.pop('num_workers', None)
         super().__init__(dataset, bs=bs, shuffle=shuffle, drop_last=drop_last, device=device, num_workers=0, **kwargs)
-        self.seed = seed
-        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
+        self.seed, self.epoch = (None if seed is None else _check_int('seed', seed, lo=0)), 0
 
     x = property(lambda self: self.dataset.x, doc="The encoded rows of this split (tensor or `NpyRows`)")
     labels = property(lambda self: self.dataset.labels, doc="The labels aligned with `x`, or `None`")
@@ -506,13 +541,14 @@ class SomDataLoader(DataLoader):
 # %% ../nbs/03_data.ipynb #eb15a213
 @patch
 def get_idxs(self:SomDataLoader):
-    "Row order of an epoch: `range(n)`, or a fresh permutation when shuffling"
-    return torch.randperm(self.n, generator=self.generator) if self.shuffle else range(self.n)
+    "Row order of an epoch: `range(n)`, or when shuffling the permutation `Som.fit` draws for epoch `self.epoch`"
+    if not self.shuffle: return range(self.n)
+    return torch.randperm(self.n, generator=_generator(None if self.seed is None else self.seed + self.epoch))
 
 @patch
 def set_epoch(self:SomDataLoader, epoch:int):
-    "Shuffle the next epoch from `seed + epoch` (as `Som.fit` does), so a resumed training sees the same order"
-    if self.seed is not None: self.generator = torch.Generator().manual_seed(self.seed + epoch)
+    "Shuffle the next pass as epoch `epoch` (from `seed + epoch`, as `Som.fit`): a resumed training sees the same order"
+    self.epoch = _check_int('epoch', epoch, lo=0)
 
 @patch
 def create_batches(self:SomDataLoader, idxs):
@@ -535,11 +571,13 @@ def create_batches(self:SomDataLoader, idxs):
 
 @patch
 def __iter__(self:SomDataLoader):
+    "One epoch of batches `(x, x)`; a complete pass moves on to the next epoch (`one_batch` does not)"
     self.before_iter()
     dev = self.device
     for b in self.create_batches(self.get_idxs()):
         if dev is not None and b.device != dev: b = b.to(dev, non_blocking=True)
         yield self.after_batch((b, b))
+    self.epoch += 1
     self.after_iter()
 
 # %% ../nbs/03_data.ipynb #d348b9e8
@@ -549,10 +587,10 @@ def sample(self:SomDataLoader,
     seed:int|None=None, # seed of the draw (`None`: torch's global generator)
 )->Tensor:
     "Up to `n` encoded rows drawn without replacement, in data order, as a float32 tensor (a copy)"
-    N = len(self.x)
+    n, N = _check_int('n', n), len(self.x)
     if n >= N: idx = torch.arange(N)
     else:
-        g = None if seed is None else torch.Generator().manual_seed(seed)
+        g = _generator(None if seed is None else _check_int('seed', seed, lo=0))
         idx = torch.randperm(N, generator=g)[:n].sort().values
     x = self.x
     res = x.index_select(0, idx.to(x.device)) if isinstance(x, Tensor) else x[idx]
@@ -565,6 +603,25 @@ def decode(self:SomDataLoader, t, probs:bool=False)->pd.DataFrame:
     return self.preprocessor.decode(t[0] if isinstance(t, (tuple, list)) else t, probs=probs)
 
 @patch
+def decode_batch(self:SomDataLoader,
+    b, # encoded rows, or a batch: `(x, x)`, or inputs and predictions `(x, *preds)` as `Learner.predict` passes
+    max_n:int=9, # number of rows to decode
+    full:bool=True, # unused, for fastai's signature
+)->L:
+    """One item per row, as fastai's `decode_batch`: for rows `b` the decoded row (a `pd.Series`), for a tuple `b` a
+    tuple of each element's part; `x` and every floating tensor of its shape (e.g. codebook vectors) are decoded"""
+    if isinstance(b, Tensor): return L(self._decoded_rows(b, max_n))
+    x = b[0]
+    dec = lambda e: isinstance(e, Tensor) and e.is_floating_point() and e.shape == x.shape
+    return L(zip(*[self._decoded_rows(e, max_n) if dec(e) else batch_to_samples(e, max_n) for e in b]))
+
+@patch
+def _decoded_rows(self:SomDataLoader, t:Tensor, max_n:int)->list:
+    "The first `max_n` encoded rows `t` decoded, one `pd.Series` each (original units and category names)"
+    df = self.decode(t[:max_n])
+    return [df.iloc[i] for i in range(len(df))]
+
+@patch
 def show_batch(self:SomDataLoader,
     b=None, # a batch (default: `one_batch()`)
     max_n:int=9, # number of rows to show
@@ -573,6 +630,28 @@ def show_batch(self:SomDataLoader,
 ):
     "Show the first rows of a batch decoded to original units and category names"
     df = self.decode((self.one_batch() if b is None else b)[0][:max_n], probs=probs)
+    if not show: return df
+    display_df(df) if IN_NOTEBOOK else print(df)
+
+@patch
+def show_results(self:SomDataLoader,
+    b, # a batch `(x, ...)`, e.g. `one_batch()`
+    out, # the model's output for it: a tensor or a tuple of tensors, each (n,) or (n, k), e.g. (BMU index, distance)
+    max_n:int=9, # number of rows to show
+    show:bool=True, # display the table; `False` returns it
+    names:list|None=None, # a column name per output (default 'out0', 'out1', ...); an (n, k) output gives `name_0`...
+    probs:bool=False, # add level shares of categorical columns
+):
+    "Show the first rows of batch `b` decoded, then one column per output (what fastai's `Learner.show_results` calls)"
+    df = self.show_batch(b, max_n, show=False, probs=probs)
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    names = [f'out{i}' for i in range(len(outs))] if names is None else _listify(names)
+    if len(names) != len(outs):
+        raise ValueError(f"names has {len(names)} entries for {len(outs)} outputs: one name per output.")
+    for n, o in zip(names, outs):
+        o = torch.as_tensor(o)[:max_n].detach().cpu()
+        cols = {n: o.numpy()} if o.ndim == 1 else {f'{n}_{j}': v.numpy() for j, v in enumerate(o.reshape(len(o), -1).T)}
+        df = df.assign(**cols)
     if not show: return df
     display_df(df) if IN_NOTEBOOK else print(df)
 
@@ -603,8 +682,7 @@ def _split(n:int, valid_pct:float, seed=None):
     if n - n_valid < 2: raise ValueError(f"valid_pct={valid_pct} leaves {n - n_valid} training row(s) of {n}: "
                                          "lower valid_pct or pass more rows.")
     if n_valid == 0: return None, np.zeros(0, dtype=np.int64)
-    g = None if seed is None else torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=g).numpy()
+    perm = torch.randperm(n, generator=_generator(seed)).numpy()
     return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
 
 def _take(labels, idx):
@@ -612,63 +690,102 @@ def _take(labels, idx):
     if labels is None or idx is None: return labels
     return labels.iloc[idx] if isinstance(labels, (pd.Series, pd.DataFrame)) else labels[idx]
 
+def _empty_labels(labels)->list:
+    "Names of the label columns of `labels` (Series, DataFrame or array) without any value"
+    f = (labels.to_frame() if isinstance(labels, pd.Series) else labels if isinstance(labels, pd.DataFrame)
+         else pd.DataFrame(np.asarray(labels).reshape(len(labels), -1)))
+    return [c for c, e in f.isna().all().items() if e] if len(f) else []
+
 def _check_labels(labels, n:int):
-    "`labels` as a numpy array or pandas object with `n` rows"
+    "`labels` as a numpy array or pandas object with `n` rows, none of its columns empty"
     if labels is None: return None
     if isinstance(labels, (str, Path)): labels = np.load(labels, mmap_mode='r')
     if isinstance(labels, Tensor): labels = labels.cpu().numpy()
     if not isinstance(labels, (pd.Series, pd.DataFrame, np.ndarray)): labels = np.asarray(labels)
     if len(labels) != n: raise ValueError(f"labels has {len(labels)} rows but the data has {n}: pass one label per row.")
+    empty = _empty_labels(labels)
+    if empty: raise ValueError(f"Label column(s) {_fmt(empty)} have no values (all missing): drop them (from "
+                               "label_names), or fill them.")
     return labels
 
 def _label_frame(df, names):
     return None if not names else df[names[0]] if len(names) == 1 else df[names]
 
+_options = ('bs', 'val_bs', 'valid_pct', 'seed', 'shuffle', 'drop_last', 'device', 'norm', 'fill_missing', 'path')
+_loaders_hint = "the loaders are `SomDataLoader`s: pass bs=, val_bs=, shuffle=, drop_last= and device= directly"
+_split_hint = ("the split is random: its size is valid_pct= and its draw seed= (with valid_pct=0 every row trains; "
+               "encode other rows with `dls.test_dl`)")
+_setup_hint = "not needed: fastsom never changes the DataFrame, it encodes it once into float32 tensors"
+_fastai_options = dict(  # fastai's `TabularDataLoaders`/`TabularPandas` options, and what replaces them here
+    procs="fastsom preprocesses by itself: norm= replaces Normalize, fill_missing= FillMissing, and cat_names= "
+          "Categorify (one-hot encoded, weighed by cat_weight=)",
+    y_block="a SOM has no target: name label columns in label_names= (kept aside, never fed to the map)",
+    y_names="name label columns in label_names= with from_df, or pass labels= with arrays and tensors",
+    valid_idx=_split_hint, splits=_split_hint,
+    shuffle_train="use shuffle= (the training loader's; the validation loader is never shuffled)",
+    val_shuffle="the validation loader is never shuffled", num_workers="batches are slices of one tensor: no workers",
+    n="an epoch is one pass over every training row: subsample the data to train on fewer rows",
+    dl_type=_loaders_hint, dl_kwargs=_loaders_hint, do_setup=_setup_hint, inplace=_setup_hint, reduce_memory=_setup_hint,
+    skipinitialspace="pass pd.read_csv's options as csv_kwargs=, e.g. csv_kwargs=dict(skipinitialspace=True)",
+)
+
+def _check_kwargs(fname:str, kwargs:dict)->dict:
+    "The options `kwargs` of builder `fname`, checked before any work: fastai-only and unknown names refused, ints as ints"
+    for k in kwargs:
+        if k in _fastai_options: raise TypeError(f"{fname}() does not take fastai's {k}=: {_fastai_options[k]}.")
+        if k not in _options:
+            raise TypeError(f"{fname}() got an unknown option {k}=: its options are {', '.join(_options)}.")
+    for k, lo in (('bs', 1), ('val_bs', 1), ('seed', 0)):
+        if kwargs.get(k) is not None: kwargs[k] = _check_int(k, kwargs[k], lo)
+    return kwargs
+
 # %% ../nbs/03_data.ipynb #d292ef44
 @patch(cls_method=True)
-def _from_splits(cls:SomDataLoaders, prep, xs, labels, splits, bs=1024, val_bs=None, shuffle=True, drop_last=False,
+def _from_splits(cls:SomDataLoaders, prep, xs, labels, splits, bs=None, val_bs=None, shuffle=True, drop_last=False,
                  seed=None, device=None, path='.'):
-    "Wrap the encoded training and validation rows `xs` in `SomDataLoader`s"
+    "Wrap the encoded training and validation rows `xs` in `SomDataLoader`s (`bs`: `default_bs` of the training rows)"
     device = default_device() if device is None else torch.device(device)
     n = len(xs[0])
+    bs = default_bs(n) if bs is None else bs
+    val_bs = bs if val_bs is None else val_bs
     rows = [np.arange(n) if s is None else s for s in splits]
     dss = [SomDataset(x, _take(labels, s), prep, r) for x, s, r in zip(xs, splits, rows)]
     trn = SomDataLoader(dss[0], bs=bs, shuffle=shuffle, drop_last=drop_last, seed=seed, device=device)
-    val = SomDataLoader(dss[1], bs=val_bs or bs, shuffle=False, drop_last=False, seed=seed, device=device)
+    val = SomDataLoader(dss[1], bs=val_bs, shuffle=False, drop_last=False, seed=seed, device=device)
     return cls(trn, val, path=path, device=device)
 
 # %% ../nbs/03_data.ipynb #2d74ef61
 @patch(cls_method=True)
 def from_tensor(cls:SomDataLoaders,
-    x:Tensor, # the data, (n_rows, n_features); ints, float16 and float64 become float32
+    x:Tensor, # the data, (n_rows, n_features): a tensor or array; ints, float16 and float64 become float32
     labels=None, # one label per row (array, tensor, list, Series or DataFrame), kept aside
     names:list|None=None, # feature names (default 'x0', 'x1', ...)
-    bs:int=1024, # batch size
-    valid_pct:float=0.2, # share of rows held out for validation (0: empty validation loader)
+    bs:int|None=None, # batch size (default `default_bs` of the number of training rows, as `Som.fit`)
+    valid_pct:float=defaults.valid_pct, # share of rows held out for validation (0: empty validation loader)
     seed:int|None=None, # seed of the split and of the shuffling (`None`: torch's global generator)
     shuffle:bool=True, # reshuffle the training rows every epoch
     drop_last:bool=False, # skip the last, smaller training batch
     val_bs:int|None=None, # validation batch size (default `bs`)
     device=None, # where batches go (default: fastai's `default_device()`)
-    norm:str|None='zscore', # 'zscore', 'minmax' or None, statistics from the training split
+    norm:str|None=defaults.norm, # 'zscore', 'minmax' or None, statistics from the training split
     fill_missing=None, # None (NaN is an error), 'mean', 'median' or a number
     path='.', # where `learn.export` writes
 )->SomDataLoaders:
     "`SomDataLoaders` from a 2-D tensor of numbers"
-    x = _as_2d(x)
+    o = _check_kwargs('from_tensor', dict(bs=bs, val_bs=val_bs, seed=seed))
+    src, x = x, _as_2d(x)
     n, d = x.shape
     _check_rows(n)
     names = [f'x{i}' for i in range(d)] if names is None else _listify(names)
     if len(names) != d: raise ValueError(f"names has {len(names)} entries but the data has {d} columns.")
     labels = _check_labels(labels, n)
     prep = SomPreprocessor(names, norm=norm, fill_missing=fill_missing)
-    tr, va = _split(n, valid_pct, seed)
+    tr, va = _split(n, valid_pct, o['seed'])
     rows = lambda r: x.index_select(0, torch.from_numpy(r).to(x.device))
     xt = x if tr is None else rows(tr)
     prep.fit(xt)
-    xs = prep._encode_cont(xt, inplace=tr is not None), prep._encode_cont(rows(va), inplace=True)
-    return cls._from_splits(prep, xs, labels, (tr, va), bs=bs, val_bs=val_bs, shuffle=shuffle, drop_last=drop_last,
-                            seed=seed, device=device, path=path)
+    xs = _writable(prep._encode_cont(xt, inplace=not _shares(xt, src)), src), prep._encode_cont(rows(va), inplace=True)
+    return cls._from_splits(prep, xs, labels, (tr, va), shuffle=shuffle, drop_last=drop_last, device=device, path=path, **o)
 
 # %% ../nbs/03_data.ipynb #0672395e
 @patch(cls_method=True)
@@ -679,8 +796,8 @@ def from_array(cls:SomDataLoaders,
     names:list|None=None, # feature names (default 'x0', 'x1', ...)
     **kwargs
 )->SomDataLoaders:
-    "`SomDataLoaders` from a 2-D array of numbers"
-    return cls.from_tensor(_as_2d(a), labels=labels, names=names, **kwargs)
+    "`SomDataLoaders` from a 2-D array of numbers (a read-only array or memmap is read in place, not copied first)"
+    return cls.from_tensor(a, labels=labels, names=names, **_check_kwargs('from_array', kwargs))
 
 # %% ../nbs/03_data.ipynb #7ca8e8bd
 def _df_names(df, cont_names, cat_names, label_names):
@@ -714,24 +831,28 @@ def from_df(cls:SomDataLoaders,
     label_names:list|str|None=None, # label columns: kept aside, never fed to the map
     cat_weight='balanced', # weight of each one-hot block: 'balanced' or a number (1 is raw one-hot)
     label_name:str|None=None, # alias of `label_names`
+    y_names:list|str|None=None, # alias of `label_names` (fastai's name)
     **kwargs
 )->SomDataLoaders:
     "`SomDataLoaders` from a DataFrame of continuous, categorical and label columns"
+    kwargs = _check_kwargs('from_df', kwargs)
+    given = {k: v for k, v in dict(label_names=label_names, label_name=label_name, y_names=y_names).items() if v is not None}
+    if len(given) > 1: raise TypeError(f"from_df() got {' and '.join(given)}: they are aliases (label_names is fastsom's "
+                                       "name, y_names fastai's), pass the label columns once.")
     if not isinstance(df, pd.DataFrame): raise TypeError(f"Expected a DataFrame, got {type(df).__name__}: use from_array or from_tensor.")
-    if label_name is not None:
-        if label_names is not None: raise ValueError("Pass label_names or label_name, not both.")
-        label_names = label_name
-    cont, cat, lab = _df_names(df, cont_names, cat_names, label_names)
-    _check_rows(len(df))
-    norm, fill = kwargs.pop('norm', 'zscore'), kwargs.pop('fill_missing', None)
+    _check_unique(df)
+    _check_rows(len(df), 'DataFrame')
+    cont, cat, lab = _df_names(df, cont_names, cat_names, next(iter(given.values()), None))
+    labels = _check_labels(_label_frame(df, lab), len(df))
+    norm, fill = kwargs.pop('norm', defaults.norm), kwargs.pop('fill_missing', None)
     prep = SomPreprocessor(cont, cat, lab, norm=norm, fill_missing=fill, cat_weight=cat_weight,
                            col_order=[c for c in df.columns if c in cont or c in cat])
     levels = {c: _levels(df[c], fill is not None) for c in cat}   # levels from all rows: validation rows must encode
-    tr, va = _split(len(df), kwargs.pop('valid_pct', 0.2), kwargs.get('seed'))
+    tr, va = _split(len(df), kwargs.pop('valid_pct', defaults.valid_pct), kwargs.get('seed'))
     dtr = df if tr is None else df.iloc[tr]
     prep.fit(dtr, levels=levels)
     xs = prep.encode(dtr), prep.encode(df.iloc[va])
-    return cls._from_splits(prep, xs, _label_frame(df, lab), (tr, va), **kwargs)
+    return cls._from_splits(prep, xs, labels, (tr, va), **kwargs)
 
 # %% ../nbs/03_data.ipynb #064f3b7e
 @patch(cls_method=True)
@@ -742,7 +863,9 @@ def from_csv(cls:SomDataLoaders,
     **kwargs
 )->SomDataLoaders:
     "`SomDataLoaders` from a CSV file, read with `pd.read_csv` and given to `from_df`; `learn.export` writes beside it"
-    return cls.from_df(pd.read_csv(path, **(csv_kwargs or {})), path=Path(path).parent, **kwargs)
+    df = pd.read_csv(path, **(csv_kwargs or {}))
+    _check_rows(len(df), f'CSV file {path}')
+    return cls.from_df(df, path=Path(path).parent, **kwargs)
 
 # %% ../nbs/03_data.ipynb #a03d5512
 @patch(cls_method=True)
@@ -755,6 +878,7 @@ def from_npy(cls:SomDataLoaders,
     **kwargs
 )->SomDataLoaders:
     "`SomDataLoaders` streaming from a memory-mapped `.npy` file, for data bigger than RAM; `learn.export` writes beside it"
+    kwargs, chunk_rows = _check_kwargs('from_npy', kwargs), _check_int('chunk_rows', chunk_rows)
     mm = np.load(path, mmap_mode='r')
     if mm.dtype.kind not in 'biuf': raise TypeError(f"{path} holds {mm.dtype}, not numbers.")
     if mm.ndim != 2: raise ValueError(f"{path} holds an array of shape {mm.shape}: expected 2-D (rows, features).")
@@ -763,8 +887,8 @@ def from_npy(cls:SomDataLoaders,
     names = [f'x{i}' for i in range(d)] if names is None else _listify(names)
     if len(names) != d: raise ValueError(f"names has {len(names)} entries but the data has {d} columns.")
     labels = _check_labels(labels, n)
-    prep = SomPreprocessor(names, norm=kwargs.pop('norm', 'zscore'), fill_missing=kwargs.pop('fill_missing', None))
-    tr, va = _split(n, kwargs.pop('valid_pct', 0.2), kwargs.get('seed'))
+    prep = SomPreprocessor(names, norm=kwargs.pop('norm', defaults.norm), fill_missing=kwargs.pop('fill_missing', None))
+    tr, va = _split(n, kwargs.pop('valid_pct', defaults.valid_pct), kwargs.get('seed'))
     is_tr = np.ones(n, bool); is_tr[va] = False
     st_tr, st_va = _ColStats(d), _ColStats(d)
     for a in range(0, n, chunk_rows):
@@ -779,7 +903,7 @@ def from_npy(cls:SomDataLoaders,
 # %% ../nbs/03_data.ipynb #34260175
 @patch
 def test_dl(self:SomDataLoaders,
-    data, # raw rows (DataFrame, array, tensor, list, `pd.Series`), or the path of a `.npy` file to stream
+    data, # raw rows (DataFrame, array, tensor, list; one row as a `pd.Series` or dict; a list of those), or a `.npy` path
     labels=None, # one label per row (default: the label columns of a DataFrame, when present)
     bs:int|None=None, # batch size (default: the validation batch size)
     unknown:str='error', # unseen category levels: 'error', or 'zeros' for an all-zero block
@@ -787,15 +911,18 @@ def test_dl(self:SomDataLoaders,
 )->SomDataLoader:
     "A `SomDataLoader` of `data` encoded like the training data, unshuffled, batches `(x, x)`"
     for k in ('rm_type_tfms', 'with_labels', 'num_workers'): kwargs.pop(k, None)  # fastai's `predict` passes these
-    p = self.preprocessor
+    p, data = self.preprocessor, _rows(data)
     if isinstance(data, (str, Path)):
         if p.cat_names: raise ValueError("Only continuous data can stream from a .npy file: load it into a DataFrame.")
         x = NpyRows(data, None, p)
         if x.n_cols != len(p.cont_names): p._width_error(x.n_cols)
     else:
+        if isinstance(data, pd.DataFrame): _check_unique(data, p.cont_names + p.cat_names + p.label_names)
         x = p.encode(data, unknown=unknown)
-        if labels is None and isinstance(data, pd.DataFrame) and p.label_names and all(c in data for c in p.label_names):
+        if (labels is None and isinstance(data, pd.DataFrame) and p.label_names
+            and all(c in data and data[c].notna().any() for c in p.label_names)):  # empty label columns: unlabelled rows
             labels = _label_frame(data, p.label_names)
     if len(x) == 0: raise ValueError("The test data has no rows.")
     ds = SomDataset(x, _check_labels(labels, len(x)), p, np.arange(len(x)))
-    return self.valid.new(ds, bs=bs or self.valid.bs, shuffle=False, drop_last=False, **kwargs)
+    bs = self.valid.bs if bs is None else _check_int('bs', bs)
+    return self.valid.new(ds, bs=bs, shuffle=False, drop_last=False, **kwargs)

@@ -6,7 +6,7 @@ Docs: https://fastsom.github.io/fastsom/interp.html.md"""
 
 # %% ../nbs/05_interp.ipynb #23199366
 from __future__ import annotations
-import math, warnings
+import math
 from collections import Counter, defaultdict
 import numpy as np, pandas as pd, torch
 from torch import Tensor
@@ -16,7 +16,7 @@ from matplotlib.collections import PolyCollection, PatchCollection
 from matplotlib.patches import Patch, Wedge
 from fastcore.basics import patch
 from .grid import Grid
-from .som import Som
+from .som import Som, _check_int
 
 # %% auto #0
 __all__ = ['unit_polygons', 'plot_lattice', 'contrast_text', 'annotate_units', 'category_colors', 'encode_categories',
@@ -276,29 +276,52 @@ def _decoder(dls):
         if callable(f): return f
     return None
 
+# %% ../nbs/05_interp.ipynb #8df281de
+def _cat_labels(labels:list):
+    "The labels of several splits one after another; `None` when a split has none"
+    if any(l is None for l in labels): return None
+    if len(labels) == 1: return labels[0]
+    if isinstance(labels[0], (pd.Series, pd.DataFrame)): return pd.concat(labels, ignore_index=True)
+    return np.concatenate([np.asarray(l) for l in labels])
+
+def _take_rows(labels, idx:np.ndarray):
+    "Rows `idx` of `labels` (array, Series or DataFrame); `None` stays `None`"
+    if labels is None: return None
+    return labels.iloc[idx] if isinstance(labels, (pd.Series, pd.DataFrame)) else labels[idx]
+
+# %% ../nbs/05_interp.ipynb #4f87dbc1
+def _loaders_to_read(dls, ds_idx)->list:
+    "The non-empty `DataLoader`s of `dls` that `from_learner` reads: split `ds_idx`, or the first two (`None`)"
+    n = len(dls.loaders)
+    if ds_idx is not None and _check_int('ds_idx', ds_idx, lo=0) >= n:
+        raise ValueError(f"ds_idx must be None (all rows) or below {n}, the number of DataLoaders, got {ds_idx}.")
+    dl_s = [d for d in (dls.loaders[:2] if ds_idx is None else [dls[ds_idx]]) if len(d.dataset)]
+    if dl_s: return dl_s
+    hint = "pass the data to interpret as `dl=learn.dls.test_dl(your_data)`"
+    if ds_idx is not None:
+        raise ValueError(f"DataLoader {ds_idx} of `learn.dls` is empty: pick another `ds_idx`, or {hint}.")
+    raise ValueError(f"`learn.dls` holds no rows (an exported learner keeps only its preprocessing): {hint}.")
+
 # %% ../nbs/05_interp.ipynb #c45013b9
 @patch(cls_method=True)
 def from_learner(cls:SomInterpretation,
     learn, # a trained `SomLearner`
-    ds_idx:int=1, # index of `learn.dls` to interpret when `dl` is None (1: validation set)
-    dl=None, # a `DataLoader` to interpret instead, e.g. `learn.dls.test_dl(df)`
+    ds_idx:int|None=None, # when `dl` is None: `None` for all rows (training and validation), 0 training, 1 validation
+    dl=None, # a `DataLoader` to interpret instead, e.g. `learn.dls.test_dl(df)` (the way for an exported learner)
     label:str|None=None, # which label column to use when the data has several (default: the first)
 )->SomInterpretation:
-    "Interpret `learn`'s map on one of its `DataLoaders` (or `dl`), with a single `get_preds` pass"
+    "Interpret `learn`'s map on all its rows (or split `ds_idx`, or `dl`), each row searched once by `get_preds`"
     dls = learn.dls
-    if dl is None:
-        src = dls[ds_idx]
-        if len(src.dataset) == 0:
-            if ds_idx != 1: raise ValueError(f"DataLoader {ds_idx} is empty: pass another `ds_idx` or a `dl`.")
-            warnings.warn("The validation set is empty (valid_pct=0): interpreting the training set instead.")
-            src = dls[0]
-        dl = src.new(shuffle=False, drop_last=False)
-    else: src = dl
-    with learn.no_bar(): (bmus, dists), x = learn.get_preds(dl=dl)[:2]
-    labels = getattr(dl, 'labels', None)
-    if labels is None: labels = getattr(src, 'labels', None)
-    return cls(learn.model, x, labels=labels, label=label, decode=_decoder(dls), feature_names=getattr(dls, 'feature_names', None),
-               bmus=bmus, dists=dists, learn=learn)
+    dl_s = [dl] if dl is not None else [d.new(shuffle=False, drop_last=False) for d in _loaders_to_read(dls, ds_idx)]
+    with learn.no_bar(): preds = [learn.get_preds(dl=d)[:2] for d in dl_s]
+    bmus, dists, x = (torch.cat(t) for t in zip(*[(b, d, x) for (b, d), x in preds]))
+    labels = _cat_labels([getattr(d, 'labels', None) for d in dl_s])
+    rows = [getattr(d, 'rows', None) for d in dl_s]
+    if len(dl_s) > 1 and all(r is not None for r in rows):  # back to the order of the source data
+        o = np.argsort(np.concatenate(rows), kind='stable')
+        bmus, dists, x, labels = bmus[o], dists[o], x[o], _take_rows(labels, o)
+    return cls(learn.model, x, labels=labels, label=label, decode=_decoder(dls),
+               feature_names=getattr(dls, 'feature_names', None), bmus=bmus, dists=dists, learn=learn)
 
 # %% ../nbs/05_interp.ipynb #5e8b9ce9
 @patch

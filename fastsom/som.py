@@ -159,7 +159,7 @@ class Som(nn.Module):
         self.update = _check_choice('update rule', update, update_rules)
         if self.neigh is mexican_hat and update != 'online':
             raise ValueError("The mexican hat takes negative values, which the batch rules cannot divide by: use update='online'.")
-        self.chunk_mb, self.k = chunk_mb, 1
+        self.chunk_mb = chunk_mb
         self.codebook = nn.Parameter(torch.zeros(*self.grid.shape, n_features), requires_grad=False)
         ys, xs = self.grid.axes()
         for n, t in dict(_ys=ys, _xs=xs, _coords=self.grid.coords, _slot=self.grid.row * len(xs) + self.grid.slot).items():
@@ -214,7 +214,9 @@ def prep(self:Som, x)->Tensor:
     return x
 
 # %% ../nbs/02_som.ipynb #ed452de3
-def _generator(seed): return None if seed is None else torch.Generator().manual_seed(seed)
+def _generator(seed:int|None):
+    "A torch generator seeded with `seed` (numpy integers accepted), or None for torch's global one"
+    return None if seed is None else torch.Generator().manual_seed(_check_int('seed', seed, 0))
 
 # %% ../nbs/02_som.ipynb #303c57a0
 def _unit_span(v:Tensor)->Tensor:
@@ -337,9 +339,9 @@ def search(self:Som,
 # %% ../nbs/02_som.ipynb #76551f07
 @patch
 def forward(self:Som, x)->tuple:
-    "BMU index (n,) and distance to it (n,) of each sample; (n, k) each when `self.k` > 1"
-    i, d = self.search(x, self.k)
-    return (i[:, 0], d[:, 0]) if self.k == 1 else (i, d)
+    "BMU index (n,) and distance to it (n,) of each sample"
+    i, d = self.search(x)
+    return i[:, 0], d[:, 0]
 
 # %% ../nbs/02_som.ipynb #12589ab5
 @patch

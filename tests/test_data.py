@@ -1,8 +1,9 @@
 "Tests of fastsom.data: encoding round trips, split statistics, labels, bad input, streaming, export."
-import pickle, subprocess, sys, textwrap, warnings
+import inspect, pickle, re, subprocess, sys, textwrap, warnings
 import numpy as np, pandas as pd, pytest, torch
 from torch import nn
 from fastsom.data import SomDataLoaders, SomPreprocessor, SomDataLoader, NpyRows
+from fastsom.som import defaults, default_bs, minibatches, _check_int
 
 warnings.filterwarnings('ignore', category=UserWarning)
 
@@ -28,6 +29,12 @@ def mixed_dls(df=None, **kw):
 
 
 CONT = ['age', 'income', 'score', 'member']
+
+
+def int_message(name, v, lo=1):
+    "The shared message of `fastsom.som._check_int` for `v`, as a regex"
+    with pytest.raises(ValueError) as e: _check_int(name, v, lo)
+    return re.escape(str(e.value))
 
 
 # ---------------------------------------------------------------- round trips
@@ -164,7 +171,7 @@ def test_dtypes_to_float32():
 
 def test_batches():
     x = torch.randn(1000, 5)
-    dls = SomDataLoaders.from_tensor(x, bs=128, seed=0, device='cpu')
+    dls = SomDataLoaders.from_tensor(x, bs=128, valid_pct=0.2, seed=0, device='cpu')
     assert dls.n_inp == 1 and dls.train.n_inp == 1
     xb, yb = dls.one_batch()
     assert xb is yb and xb.shape == (128, 5)
@@ -172,7 +179,7 @@ def test_batches():
     e1, e2 = [torch.cat([b[0] for b in dls.train]) for _ in range(2)]
     assert not torch.equal(e1, e2)                                   # reshuffled every epoch
     torch.testing.assert_close(e1.sort(0).values, dls.train.x.sort(0).values)   # every row once
-    a, b = [SomDataLoaders.from_tensor(x, bs=128, seed=0).train for _ in range(2)]
+    a, b = [SomDataLoaders.from_tensor(x, bs=128, valid_pct=0.2, seed=0).train for _ in range(2)]
     torch.testing.assert_close(torch.cat([o[0] for o in a]), torch.cat([o[0] for o in b]))   # seeded: reproducible
     dl = dls.train.new(shuffle=False, drop_last=True)
     assert len(dl) == 6 and sum(len(b[0]) for b in dl) == 768
@@ -246,13 +253,7 @@ def test_bad_input_messages():
     fails(ValueError, "no rows", SomDataLoaders.from_tensor, torch.zeros(0, 3))
     fails(ValueError, "single row", SomDataLoaders.from_array, np.ones((1, 3)))
     fails(ValueError, "leaves 1 training row", SomDataLoaders.from_array, np.random.rand(3, 2), valid_pct=0.5)
-    # constant columns
-    const = np.c_[np.random.rand(20), np.full(20, 3.)]
-    fails(ValueError, r"\['x1'\] are constant .* norm=None", SomDataLoaders.from_array, const)
-    fails(ValueError, r"\['x1'\] are constant", SomDataLoaders.from_array, const, norm='minmax')
-    assert SomDataLoaders.from_array(const, norm=None).n_features == 2
-    one = df.assign(color='red')
-    fails(ValueError, "'color' has a single level", mixed_dls, one)
+    # constant columns are kept (test_constant_columns)
     # shapes
     fails(ValueError, r"reshape\(-1, 1\)", SomDataLoaders.from_array, np.ones(10))
     fails(ValueError, r"2-D .* shape \(2, 3, 4\)", SomDataLoaders.from_tensor, torch.ones(2, 3, 4))
@@ -262,7 +263,7 @@ def test_bad_input_messages():
     fails(ValueError, "Unknown norm 'std'", SomDataLoaders.from_array, np.random.rand(10, 2), norm='std')
     fails(ValueError, "Unknown fill_missing 'zero'", SomDataLoaders.from_array, np.random.rand(10, 2), fill_missing='zero')
     fails(ValueError, "cat_weight", mixed_dls, df, cat_weight='sqrt')
-    fails(ValueError, "bs must be a positive integer", SomDataLoaders.from_array, np.random.rand(10, 2), bs=0)
+    fails(ValueError, int_message('bs', 0), SomDataLoaders.from_array, np.random.rand(10, 2), bs=0)
     # test_dl
     dls = mixed_dls(df)
     fails(ValueError, r"has 5 columns but the preprocessor expects 6", dls.test_dl, np.ones((3, 5)))
@@ -364,3 +365,257 @@ def test_csv(tmp_path):
     torch.testing.assert_close(d.preprocessor.shift, m.preprocessor.shift, rtol=1e-3, atol=1e-3)
     assert d.feature_names == m.feature_names
     torch.testing.assert_close(d.valid.x, m.valid.x, rtol=1e-3, atol=1e-3)
+
+
+# ---------------------------------------------------------------- defaults from fastsom.som (issue 13)
+
+def builders(tmp_path, a):
+    "Each builder as a function of options, on the same rows `a`"
+    np.save(tmp_path / 'a.npy', a)
+    df = pd.DataFrame(a, columns=[f'x{i}' for i in range(a.shape[1])])
+    return dict(from_tensor=lambda **kw: SomDataLoaders.from_tensor(torch.from_numpy(a), **kw),
+                from_array=lambda **kw: SomDataLoaders.from_array(a, **kw),
+                from_df=lambda **kw: SomDataLoaders.from_df(df, **kw),
+                from_npy=lambda **kw: SomDataLoaders.from_npy(tmp_path / 'a.npy', **kw))
+
+
+def test_defaults_from_the_table(tmp_path):
+    a = np.random.default_rng(0).normal(5, 2, (2000, 3)).astype(np.float32)
+    sig = inspect.signature(SomDataLoaders.from_tensor).parameters
+    assert sig['bs'].default is None and sig['val_bs'].default is None
+    assert sig['valid_pct'].default == defaults.valid_pct and sig['norm'].default == defaults.norm
+    from fastsom.data import _options
+    assert set(_options) == set(sig) - {'cls', 'x', 'labels', 'names'}   # the options from_df/from_npy pass on
+    for name, build in builders(tmp_path, a).items():
+        dls = build(seed=0)
+        n_tr = 2000 - round(2000 * defaults.valid_pct)
+        assert len(dls.train.x) == n_tr and len(dls.valid.x) == 2000 - n_tr, name
+        assert dls.train.bs == default_bs(n_tr) == dls.valid.bs, name               # val_bs: the training bs
+        tr = a[dls.train.rows].astype(np.float64)
+        np.testing.assert_allclose(dls.preprocessor.shift, tr.mean(0), rtol=1e-5)  # defaults.norm == 'zscore'
+        np.testing.assert_allclose(dls.preprocessor.scale, tr.std(0), rtol=1e-5)
+        assert build(bs=np.int64(100), val_bs=np.int32(7), seed=np.int64(3)).valid.bs == 7, name
+        for bad in (0, -1, 2.5, True):
+            with pytest.raises(ValueError, match=int_message('bs', bad)): build(bs=bad)
+        with pytest.raises(ValueError, match=int_message('val_bs', 0)): build(val_bs=0)
+    d = SomDataLoaders.from_npy(tmp_path / 'a.npy', chunk_rows=np.int64(300), seed=1)
+    torch.testing.assert_close(d.preprocessor.shift, SomDataLoaders.from_array(a, seed=1).preprocessor.shift)
+    with pytest.raises(ValueError, match=int_message('chunk_rows', 0)): SomDataLoaders.from_npy(tmp_path / 'a.npy', chunk_rows=0)
+    assert len(d.test_dl(a[:20], bs=np.int64(6))) == 4
+    assert d.train.sample(np.int64(10), seed=np.int64(1)).shape == (10, 3)
+
+
+def test_shuffle_is_som_fit_shuffle():
+    x = torch.randn(300, 4)
+    for bs in (64, None):
+        dls = SomDataLoaders.from_tensor(x, valid_pct=0, norm=None, seed=7, bs=bs, device='cpu')
+        bs = bs or default_bs(300)
+        assert dls.train.bs == bs
+        for e in range(3):
+            dls.one_batch()                                  # not a pass: does not move on to the next epoch
+            got, ref = [b[0] for b in dls.train], list(minibatches(x, bs, True, 7)(e))
+            assert len(got) == len(ref) and all(torch.equal(g, r) for g, r in zip(got, ref))
+        dls.train.set_epoch(np.int64(9))                     # what SomLearner calls before each epoch
+        assert all(torch.equal(g, r) for g, r in zip([b[0] for b in dls.train], minibatches(x, bs, True, 7)(9)))
+        assert not torch.equal(list(minibatches(x, bs, True, 7)(9))[0], list(minibatches(x, bs, True, 7)(10))[0])
+
+
+# ---------------------------------------------------------------- constant columns (issue 13)
+
+def test_constant_columns_kept_like_sklearn():
+    from sklearn.preprocessing import StandardScaler, MinMaxScaler
+    rng = np.random.default_rng(1)
+    a = np.c_[rng.normal(3, 2, 200), np.full(200, 3.), rng.random(200), np.zeros(200)]
+    for norm, ref in (('zscore', StandardScaler()), ('minmax', MinMaxScaler())):
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter('always')
+            dls = SomDataLoaders.from_array(a, norm=norm, seed=0)
+        msgs = [str(o.message) for o in w if issubclass(o.category, UserWarning)]
+        assert len(msgs) == 1 and "['x1', 'x3'] are constant" in msgs[0]
+        ref.fit(a[dls.train.rows])
+        np.testing.assert_allclose(dls.train.x.numpy(), ref.transform(a[dls.train.rows]), atol=1e-5)
+        np.testing.assert_allclose(dls.valid.x.numpy(), ref.transform(a[dls.valid.rows]), atol=1e-5)
+        new = np.array([[1., 5., .5, -2.]])                  # off the constant: its distance from it, scale 1
+        np.testing.assert_allclose(dls.test_dl(new).x.numpy(), ref.transform(new), atol=1e-5)
+        np.testing.assert_allclose(dls.decode(dls.test_dl(new).x).to_numpy(float), new, atol=1e-5)
+        np.testing.assert_allclose(dls.decode(dls.valid.x).to_numpy(float), a[dls.valid.rows], atol=1e-5)
+    # a DataFrame with a constant column and a single-level categorical one: kept, one warning each
+    df = mixed_df().assign(const=7.5, colour='red')
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        dls = SomDataLoaders.from_df(df, cat_names=['color', 'city', 'colour'], label_names=['species', 'target'], seed=0)
+    msgs = [str(o.message) for o in w if issubclass(o.category, UserWarning)]
+    assert len(msgs) == 2 and "['const'] are constant" in msgs[0] and "['colour'] have a single level" in msgs[1]
+    p = dls.preprocessor
+    i = p.cont_names.index('const')
+    assert p.shift[i] == 7.5 and p.scale[i] == 1 and (dls.train.x[:, i] == 0).all()
+    assert p.weights[-1] == 1 and torch.isfinite(dls.train.x).all()
+    dec = dls.decode(dls.valid.x)
+    assert (dec['const'] == 7.5).all() and (dec['colour'] == 'red').all()
+    # the other weights ignore the constant column: the same as without it
+    torch.testing.assert_close(p.weights[:2], mixed_dls(df.drop(columns=['const', 'colour'])).preprocessor.weights)
+
+
+def test_digits_default_options():
+    from sklearn.datasets import load_digits
+    digits = load_digits(as_frame=True)
+    x = digits.data.to_numpy()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        dls = SomDataLoaders.from_array(x, seed=0)
+    const = [f'x{j}' for j in np.flatnonzero(np.ptp(x[dls.train.rows], 0) == 0)]
+    assert len(const) >= 3
+    assert [str(o.message).startswith(f"Column(s) {const}") for o in w if issubclass(o.category, UserWarning)] == [True]
+    assert torch.isfinite(dls.train.x).all() and dls.n_features == 64
+    np.testing.assert_allclose(dls.decode(dls.valid.x).to_numpy(float), x[dls.valid.rows], atol=1e-4)
+    d = SomDataLoaders.from_df(digits.frame, label_names='target', seed=0)
+    assert d.n_features == 64 and d.train.labels.tolist() == digits.target.iloc[d.train.rows].tolist()
+
+
+# ---------------------------------------------------------------- fastai's vocabulary (issue 13)
+
+def test_fastai_names():
+    df = mixed_df()
+    kw = dict(cat_names=['color', 'city'], seed=0)
+    a = SomDataLoaders.from_df(df, y_names=['species', 'target'], **kw)
+    b = SomDataLoaders.from_df(df, label_names=['species', 'target'], **kw)
+    assert a.label_names == ['species', 'target'] and 'target' not in a.feature_names
+    torch.testing.assert_close(a.valid.x, b.valid.x)
+    assert a.valid.labels.equals(b.valid.labels)
+    for two in (dict(y_names='species', label_names='species'), dict(label_name='species', y_names='species'),
+                dict(label_name='species', label_names='target')):
+        with pytest.raises(TypeError, match="aliases"): SomDataLoaders.from_df(df, **two, **kw)
+    hints = dict(procs=r"norm=.*fill_missing=.*cat_names=", y_block="label_names=", splits=r"valid_pct=.*seed=",
+                 valid_idx=r"valid_pct=.*seed=", shuffle_train="shuffle=", reduce_memory="never changes",
+                 num_workers="no workers", dl_type="bs=", n="subsample")
+    for k, hint in hints.items():
+        with pytest.raises(TypeError, match=rf"from_df\(\) does not take fastai's {k}=: .*{hint}"):
+            SomDataLoaders.from_df(df, label_names='species', **{k: None}, **kw)
+    with pytest.raises(TypeError, match=r"from_array\(\) does not take fastai's procs="):
+        SomDataLoaders.from_array(np.random.rand(10, 2), procs=[])
+    with pytest.raises(TypeError, match=r"from_df\(\) got an unknown option foo=: its options are bs, "):
+        SomDataLoaders.from_df(df, label_names='species', foo=1, **kw)
+    # every option of fastai's tabular builders is either taken or refused with a hint
+    from fastai.tabular.all import TabularDataLoaders, TabularPandas
+    from fastai.data.core import FilteredBase
+    from fastsom.data import _fastai_options
+    theirs = {*inspect.signature(TabularDataLoaders.from_df).parameters, *inspect.signature(TabularPandas).parameters,
+              *inspect.signature(FilteredBase.dataloaders).parameters, 'skipinitialspace'} - {'self', 'kwargs', 'df'}
+    ours = set(inspect.signature(SomDataLoaders.from_df).parameters) | set(_fastai_options)
+    assert theirs <= ours, theirs - ours
+
+
+# ---------------------------------------------------------------- decode_batch, predict and show_results (issue 13)
+
+def test_decode_batch():
+    df = mixed_df()
+    dls = mixed_dls(df)
+    x = dls.valid.x[:12]
+    rows = df.iloc[dls.valid.rows[:12]]
+    items = dls.decode_batch(dls.valid.one_batch())          # fastai's format: one tuple per row, max_n=9
+    assert len(items) == 9 and all(len(t) == 2 for t in items)
+    for i, (inp, targ) in enumerate(items):
+        assert isinstance(inp, pd.Series) and list(inp.index) == ['age', 'color', 'income', 'city', 'score', 'member']
+        assert inp['color'] == rows['color'].iloc[i] and inp['city'] == rows['city'].iloc[i]
+        np.testing.assert_allclose(float(inp['income']), rows['income'].iloc[i], rtol=1e-5)
+        assert targ.equals(inp)                               # the target is x itself
+    assert len(dls.decode_batch(x, max_n=12)) == 12 and dls.decode_batch(x)[3].equals(items[3][0])
+    idx, dist = torch.arange(12), torch.rand(12)
+    dec = dls.decode_batch((x, idx, dist), max_n=20)         # inputs and predictions, as `Learner.predict` passes
+    assert len(dec) == 12 and dec[5][0].equals(items[5][0]) and dec[5][1] == 5 and dec[5][2] == dist[5]
+    w = dls.valid.x[12:24]                                    # a float tensor of x's shape is decoded too (codebook vectors)
+    assert dls.decode_batch((x, w))[2][1].equals(dls.decode(w).iloc[2])
+    res = dls.valid.show_results(dls.valid.one_batch(), (idx, torch.stack([dist, dist], 1)), max_n=4, show=False,
+                                 names=['bmu', 'dist'])
+    assert list(res.columns)[-3:] == ['bmu', 'dist_0', 'dist_1'] and res['bmu'].tolist() == [0, 1, 2, 3]
+    assert res['city'].tolist() == rows['city'].iloc[:4].tolist()
+    with pytest.raises(ValueError, match="names has 1 entries for 2 outputs"):
+        dls.valid.show_results(dls.valid.one_batch(), (idx, dist), names=['bmu'], show=False)
+
+
+def test_test_dl_of_single_rows():
+    df = mixed_df()
+    dls = mixed_dls(df)
+    enc = dls.preprocessor.encode(df.iloc[:2])
+    row, d = df.iloc[1], df.iloc[1].to_dict()
+    for one in (row, d, df.iloc[1:2], [row], [d], [df.iloc[1:2]]):   # `Learner.predict(item)` calls `test_dl([item])`
+        tdl = dls.test_dl(one)
+        torch.testing.assert_close(tdl.x, enc[1:2])
+        assert tdl.labels['species'].tolist() == [df['species'].iloc[1]]
+    torch.testing.assert_close(dls.test_dl([row, d]).x, enc[[1, 1]])
+    nolab = {k: v for k, v in d.items() if k not in ('species', 'target')}
+    assert dls.test_dl(nolab).labels is None
+    assert dls.test_dl(df.iloc[:3].assign(species=np.nan, target=np.nan)).labels is None   # unknown labels: unlabelled
+    t = SomDataLoaders.from_array(np.random.rand(50, 3), seed=0)
+    r = torch.tensor([.1, .2, .3])
+    for one in ([r], [r[None]], [r.numpy()], r[None], {'x0': .1, 'x1': .2, 'x2': .3}):
+        torch.testing.assert_close(t.test_dl(one).x, t.preprocessor.encode(r[None]))
+
+
+def test_fastai_predict_and_show_results(tmp_path, capsys):
+    from fastai.learner import Learner
+    from fastai.losses import MSELossFlat
+    df = mixed_df()
+    dls = mixed_dls(df)
+    learn = Learner(dls, nn.Linear(dls.n_features, dls.n_features), loss_func=MSELossFlat(), path=tmp_path)
+    with torch.no_grad(): learn.model.weight.copy_(torch.eye(dls.n_features)); learn.model.bias.zero_()
+    for item in (df.iloc[3], df.iloc[3].to_dict(), df.iloc[3:4]):
+        inp, dec, dec_preds, preds = learn.predict(item, with_input=True)     # fastai's own predict, unchanged
+        assert inp['city'] == df['city'].iloc[3] and dec['city'] == df['city'].iloc[3]   # identity model
+        np.testing.assert_allclose(float(dec['income']), df['income'].iloc[3], rtol=1e-4)
+        torch.testing.assert_close(preds, dls.preprocessor.encode(df.iloc[3:4])[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        capsys.readouterr()
+        learn.show_results(max_n=3)                           # fastai's own: the loader's `show_results`
+    out = capsys.readouterr().out.splitlines()
+    h = next(i for i, o in enumerate(out) if 'city' in o)      # after fastprogress's bar, if any
+    assert f'out0_{dls.n_features - 1}' in out[h]                  # decoded rows, then the model's outputs
+    assert [o.split()[0] for o in out[h + 1:h + 4]] == ['0', '1', '2']
+
+
+# ---------------------------------------------------------------- bad input (issue 12)
+
+def test_bad_frames_and_labels(tmp_path):
+    df = mixed_df()
+    dup = pd.concat([df, df[['age']]], axis=1)
+    with pytest.raises(ValueError, match=r"duplicated column name\(s\) \['age'\]: rename them"):
+        mixed_dls(dup)
+    dls = mixed_dls(df)
+    with pytest.raises(ValueError, match=r"duplicated column name\(s\) \['age'\]"): dls.test_dl(dup)
+    with pytest.raises(ValueError, match=r"duplicated column name\(s\) \['target'\]"):   # a label column too
+        dls.test_dl(pd.concat([df, df[['target']]], axis=1))
+    extra = pd.DataFrame(np.ones((len(df), 2)), columns=['extra', 'extra'])
+    torch.testing.assert_close(dls.test_dl(pd.concat([df, extra], axis=1)).x, dls.test_dl(df).x)   # unused: harmless
+    # an all-NaN label column: refused (it carries nothing), and never a crash downstream
+    with pytest.raises(ValueError, match=r"Label column\(s\) \['target'\] have no values"):
+        mixed_dls(df.assign(target=np.nan))
+    with pytest.raises(ValueError, match=r"have no values"):
+        SomDataLoaders.from_array(np.random.rand(10, 2), labels=np.full(10, np.nan))
+    # zero rows: "no rows", not "not numeric"
+    (tmp_path / 'h.csv').write_text('a,b,c\n')
+    with pytest.raises(ValueError, match=r"The CSV file .*h.csv has no rows"): SomDataLoaders.from_csv(tmp_path / 'h.csv')
+    for empty in (pd.DataFrame(columns=['a', 'b']), df.iloc[:0]):
+        with pytest.raises(ValueError, match="The DataFrame has no rows"): SomDataLoaders.from_df(empty)
+    with pytest.raises(ValueError, match="The test data has no rows"): dls.test_dl(df.iloc[:0])
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64, np.int16])
+def test_read_only_arrays(tmp_path, dtype):
+    a = (np.random.default_rng(2).normal(size=(500, 3)) * 10).astype(dtype)
+    np.save(tmp_path / 'a.npy', a)
+    mm = np.load(tmp_path / 'a.npy', mmap_mode='r')
+    assert not mm.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                        # torch's "not writable" warning would fail here
+        dls = SomDataLoaders.from_array(mm, seed=0)
+        ref = SomDataLoaders.from_array(np.array(mm), seed=0)
+        torch.testing.assert_close(dls.valid.x, ref.valid.x)
+        torch.testing.assert_close(dls.preprocessor.encode(mm), ref.preprocessor.encode(a))   # what `predict` does
+        torch.testing.assert_close(dls.test_dl(mm).x, ref.test_dl(a).x)
+        raw = SomDataLoaders.from_array(mm, norm=None, valid_pct=0, seed=0)                  # kept as is: a copy
+        enc = raw.preprocessor.encode(mm)
+        for t in (raw.train.x, enc):
+            assert not np.may_share_memory(t.numpy(), mm)
+            t[0, 0] = 1.                                      # writable, the file untouched
+    np.testing.assert_array_equal(np.load(tmp_path / 'a.npy'), a)

@@ -1,5 +1,5 @@
 "Interpretation tests: the numbers behind every picture (hits, U-matrix, label maps, component planes), MiniSom-compatible accessors, and every plot rendering headless for rect, hex and toroidal maps."
-import math
+import math, os, subprocess, sys, textwrap
 from collections import Counter
 import matplotlib
 matplotlib.use('Agg')
@@ -275,25 +275,92 @@ def test_component_planes_equal_denormalised_codebook_dataloaders():
     assert interp.decoded_codebook()['kind'].tolist() == [levels[i] for i in blk]
 
 
-def test_from_learner_uses_one_get_preds_pass():
+def test_from_learner_reads_every_row_once():
     learn, df = mixed_learner()
-    calls = []
+    dls, som = learn.dls, learn.model
+    seen = []  # the rows each get_preds pass reads
     orig = learn.get_preds
-    learn.get_preds = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    learn.get_preds = lambda *a, dl=None, **k: seen.append(dl.rows.tolist()) or orig(*a, dl=dl, **k)
     interp = SomInterpretation.from_learner(learn)
-    assert len(calls) == 1
-    v = learn.dls.valid
-    assert torch.equal(interp.x, v.x)
-    assert torch.equal(interp.bmus, learn.model.bmu(v.x))
-    assert np.array_equal(interp.labels, np.asarray(v.labels, dtype=object).reshape(-1))
-    assert interp.feature_names == learn.dls.feature_names
+    assert sorted(r for rows in seen for r in rows) == list(range(len(df)))  # each row exactly once
+    assert len(dls.valid.x) > 0 and len(seen) == 2  # one pass per split
+    # in the DataFrame's order, labels aligned: an independent encoding of df, and df's own label column
+    assert torch.allclose(interp.x, dls.test_dl(df).x)
+    assert torch.equal(interp.bmus, torch.cdist(interp.x, som.weights).argmin(1))
+    assert interp.labels.tolist() == df['label'].tolist()
+    assert interp.feature_names == dls.feature_names
     # plots and accessors then need no more passes
-    interp.plot_hits(); interp.plot_class_map(); interp.labels_map(); interp.top_losses(3)
-    assert len(calls) == 1
+    interp.plot_hits(); interp.plot_class_map(); interp.labels_map(); interp.top_losses(3); interp.win_map()
+    assert len(seen) == 2
+    # one split, in split order
+    for i, dl in enumerate(dls.loaders):
+        s = SomInterpretation.from_learner(learn, ds_idx=i)
+        assert torch.equal(s.x, dl.x) and torch.equal(s.bmus, som.bmu(dl.x))
+        assert s.labels.tolist() == df['label'].to_numpy()[dl.rows].tolist()
     # a test DataLoader with its labels
-    tdl = learn.dls.test_dl(df)
-    t = SomInterpretation.from_learner(learn, dl=tdl)
-    assert len(t.x) == len(df) and list(t.labels) == df['label'].tolist()
+    t = SomInterpretation.from_learner(learn, dl=dls.test_dl(df.iloc[::-1]))
+    assert torch.equal(t.x, interp.x.flip(0)) and t.labels.tolist() == df['label'].tolist()[::-1]
+    with pytest.raises(ValueError, match='below 2'): SomInterpretation.from_learner(learn, ds_idx=2)
+    with pytest.raises(ValueError, match='integer >= 0'): SomInterpretation.from_learner(learn, ds_idx=-1)
+
+
+def test_from_learner_all_digits():
+    load_digits = pytest.importorskip('sklearn.datasets').load_digits
+    d = load_digits()
+    dls = SomDataLoaders.from_array(d.data.astype(np.float32), labels=d.target, norm=None, valid_pct=.2, seed=0)
+    learn = som_learner(dls, size=(8, 8), seed=0)
+    with learn.no_bar(), learn.no_logging(): learn.fit(2)
+    interp = SomInterpretation.from_learner(learn)
+    x = torch.as_tensor(d.data, dtype=torch.float32)
+    assert len(interp.x) == 1797 and torch.equal(interp.x, x)
+    hits = interp.activation_response()
+    assert hits.sum() == 1797
+    assert torch.equal(hits.flatten(), torch.bincount(torch.cdist(x, learn.model.weights).argmin(1), minlength=64))
+    assert np.array_equal(interp.labels.astype(int), d.target)
+    assert len(SomInterpretation.from_learner(learn, ds_idx=1).x) == len(dls.valid.x) == 359
+    assert len(SomInterpretation.from_learner(learn, ds_idx=0).x) == 1797 - 359
+
+
+def test_from_learner_label_frame_and_empty_split():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(rng.normal(size=(120, 2)), columns=['a', 'b'])
+    df['y'], df['z'] = rng.integers(3, size=120), np.array(list('pqr'))[rng.integers(3, size=120)]
+    learn = som_learner(SomDataLoaders.from_df(df, label_names=['y', 'z'], seed=0), size=(3, 3), seed=0)
+    interp = SomInterpretation.from_learner(learn, label='z')  # two label columns, both splits
+    assert interp.labels.tolist() == df['z'].tolist() and interp.label_name == 'z'
+    assert SomInterpretation.from_learner(learn).labels.tolist() == df['y'].tolist()
+    learn = som_learner(SomDataLoaders.from_df(df, label_names=['y', 'z'], valid_pct=0, seed=0), size=(3, 3), seed=0)
+    assert SomInterpretation.from_learner(learn).labels.tolist() == df['y'].tolist()  # no validation rows
+    with pytest.raises(ValueError, match='DataLoader 1 of `learn.dls` is empty'):
+        SomInterpretation.from_learner(learn, ds_idx=1)
+
+
+def test_exported_learner_interprets_given_data_in_fresh_process(tmp_path):
+    learn, df = mixed_learner()
+    ref = SomInterpretation.from_learner(learn)
+    learn.export(tmp_path / 'learn.pkl')
+    df.to_csv(tmp_path / 'df.csv', index=False)
+    np.save(tmp_path / 'bmus.npy', ref.bmus.numpy())
+    ref.decoded_codebook().to_pickle(tmp_path / 'codebook.pkl')
+    code = textwrap.dedent(f'''
+        import numpy as np, pandas as pd, pytest
+        from fastai.learner import load_learner
+        from fastsom.all import *
+        learn = load_learner({str(tmp_path / 'learn.pkl')!r})
+        df = pd.read_csv({str(tmp_path / 'df.csv')!r})
+        interp = SomInterpretation.from_learner(learn, dl=learn.dls.test_dl(df))
+        assert (interp.bmus.numpy() == np.load({str(tmp_path / 'bmus.npy')!r})).all()
+        assert interp.labels.tolist() == df['label'].tolist()
+        pd.testing.assert_frame_equal(interp.decoded_codebook(), pd.read_pickle({str(tmp_path / 'codebook.pkl')!r}))
+        interp.plot_class_map(); interp.plot_component_planes()
+        hint = r'pass the data to interpret as `dl=learn\\.dls\\.test_dl\\(your_data\\)`'
+        with pytest.raises(ValueError, match=hint):
+            SomInterpretation.from_learner(learn)
+        print('ok')
+    ''')
+    env = {**os.environ, 'MPLBACKEND': 'Agg'}
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0 and r.stdout.strip() == 'ok', r.stderr[-3000:]
 
 
 def test_top_losses_decoded():
@@ -304,7 +371,7 @@ def test_top_losses_decoded():
     d = torch.cdist(interp.x, learn.model.weights).min(1).values
     assert tl.index.tolist() == d.argsort(descending=True)[:4].tolist()
     assert np.allclose(tl['dist'], d.sort(descending=True).values[:4].numpy(), atol=1e-4)
-    rows = learn.dls.valid.dataset.rows[tl.index.to_numpy()]
+    rows = tl.index.to_numpy()  # all rows, in the DataFrame's order
     assert np.allclose(tl['a'], df['a'].to_numpy()[rows], atol=1e-3)
     assert tl['kind'].tolist() == df['kind'].to_numpy()[rows].tolist()
     rc = learn.model.bmu_rc(interp.x[tl.index.tolist()])
