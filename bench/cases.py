@@ -1,4 +1,5 @@
 "The benchmark cases: data (generated or bundled with scikit-learn, never downloaded), map size, epochs."
+import statistics, time
 from pathlib import Path
 import numpy as np
 
@@ -46,3 +47,13 @@ def load(case, labels=False):
     if not labels: return x
     p = DATA / f'{case}_y.npy'
     return x, (np.load(p) if p.exists() else None)
+
+
+def medians(*fs, n=3):
+    "Median seconds of each function, timed in `n` interleaved rounds after one warm-up call each"
+    for f in fs: f()
+    ts = [[] for _ in fs]
+    for _ in range(n):
+        for f, t in zip(fs, ts):
+            t0 = time.perf_counter(); f(); t.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in ts]

@@ -27,18 +27,11 @@ import statistics
 import numpy as np, torch
 from fastsom.som import Som
 from fastsom.functions import euclidean, sqeuclidean
-from cases import RESULTS, make, save, load
+from cases import RESULTS, make, save, load, medians as _medians
 from score import score
 torch.set_num_threads(args.threads)
 
-def medians(*fs, n=args.repeats):
-    "Median seconds of each function, timed in interleaved rounds after one warm-up call each"
-    for f in fs: f()
-    ts = [[] for _ in fs]
-    for _ in range(n):
-        for f, t in zip(fs, ts):
-            t0 = time.perf_counter(); f(); t.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in ts]
+def medians(*fs): return _medians(*fs, n=args.repeats)
 
 def search_proposed(self, x, k=1, width=64):
     """Proposed `Som.search` (Euclidean family; other distances fall back to the current one). Changes 1 and 2 were

@@ -8,7 +8,7 @@ on the same chunks into a reused buffer (`out=`), which is the ceiling: GFLOP/s 
 offset of 100 from the origin, where a search in the origin's frame is inexact; the BMU agreement with a float64
 numpy reference is printed beside the speed. Results are appended to bench/results/search.jsonl.
 """
-import argparse, json, os, statistics, sys, time
+import argparse, json, os, sys, time
 from pathlib import Path
 ap = argparse.ArgumentParser()
 ap.add_argument('--threads', type=int, default=2)
@@ -19,17 +19,10 @@ for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'): os.envi
 import numpy as np, torch
 import fastsom
 from fastsom.som import Som
+sys.path.insert(0, str(Path(__file__).parent))
+from cases import medians
 torch.set_num_threads(args.threads)
 SHAPES = [(50_000, 32, 20), (50_000, 32, 32), (50_000, 32, 64), (200_000, 64, 20), (200_000, 64, 64), (100_000, 128, 32)]
-
-def medians(*fs, n=args.repeats):
-    "Median seconds of each function, timed in interleaved rounds after one warm-up call each"
-    for f in fs: f()
-    ts = [[] for _ in fs]
-    for _ in range(n):
-        for f, t in zip(fs, ts):
-            t0 = time.perf_counter(); f(); t.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in ts]
 
 def agreement(som, x):
     "Share of rows whose BMU is the float64 reference's nearest unit (ties counted as agreeing)"
@@ -48,7 +41,7 @@ def run():
         w = som.weights
         w2, buf = (w * w).sum(1), w.new_empty(rows, m)
         t_mm, t_s = medians(lambda: [torch.addmm(w2, xc, w.T, alpha=-2, out=buf[:len(xc)]) for xc in x.split(rows)],
-                            lambda: som.search(x))
+                            lambda: som.search(x), n=args.repeats)
         gf = 2 * n * m * d / 1e9
         r = dict(n=n, d=d, units=m, addmm_gflops=gf / t_mm, search_gflops=gf / t_s, frac=t_mm / t_s, agree=agreement(som, x))
         out.append(r)
