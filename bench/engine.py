@@ -23,7 +23,6 @@ ap.add_argument('--mem', action='store_true', help='internal: run part c in this
 args = ap.parse_args()
 for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'): os.environ[v] = str(args.threads)
 
-import statistics
 import numpy as np, torch
 from fastsom.som import Som
 from fastsom.functions import euclidean, sqeuclidean
