@@ -21,7 +21,7 @@ from fastai.callback.schedule import ParamScheduler, LRFinder
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.progress import ProgressCallback  # registers the progress bar and the metrics table
 from .som import Som, defaults, default_sigma, default_size, get_schedule, progress, schedules
-from .som import _alpha_max, _check_choice, _check_int, _check_real, _fname
+from .som import _check_choice, _check_int, _check_real, _fname
 
 # %% auto #0
 __all__ = ['quantization_loss', 'som_splitter', 'TopographicError', 'UnitsHit', 'som_scheds', 'SomLearner', 'train_sample',
@@ -126,6 +126,8 @@ _no_interp = ("fastai's Interpretation classes (ClassificationInterpretation, pl
 _refused_cbs = {MixedPrecision: _no_fp16, LRFinder: _no_lr_find}
 
 # %% ../nbs/04_learner.ipynb #75ba65e7
+_hyper_names = ('lr (alpha)', 'sigma')  # alpha is fastai's `lr` in the learner's messages
+
 def _check_cb(cb):
     "Refuse the fastai callbacks that cannot train a SOM (a class or an instance)"
     for cls, msg in _refused_cbs.items():
@@ -148,8 +150,7 @@ class SomLearner(Learner):
         splitter=som_splitter, # parameter groups; keep a module-level function so `export` can pickle it
         **kwargs # passed to fastai's `Learner`: metrics, cbs, path, model_dir...
     ):
-        lr = _check_real('lr (alpha)', lr, 0, _alpha_max[model.update])
-        self.sigma = default_sigma(model.size)[0] if sigma is None else _check_real('sigma', sigma, 0, lo_open=True)
+        lr, self.sigma = model.check_hypers(lr, default_sigma(model.size)[0] if sigma is None else sigma, _hyper_names)
         self.schedule, self.fit_start, self._k, self._rows = _check_schedule(schedule), (lr, self.sigma), 1, []
         super().__init__(dls, model, loss_func=loss_func, lr=lr, splitter=splitter, **kwargs)
 
@@ -187,8 +188,7 @@ class SomLearner(Learner):
         cbs = L(cbs)
         cbs.map(_check_cb)
         start = self.fit_start if start_epoch else (self.lr, self.sigma)  # a resumed fit repeats the schedule it resumes
-        lr = start[0] if lr is None else _check_real('lr (alpha)', lr, 0, _alpha_max[self.model.update])
-        sigma = start[1] if sigma is None else _check_real('sigma', sigma, 0, lo_open=True)
+        lr, sigma = self.model.check_hypers(start[0] if lr is None else lr, start[1] if sigma is None else sigma, _hyper_names)
         scheds = [cb for cb in cbs + self.cbs if isinstance(cb, ParamScheduler)]
         taken = {k for cb in scheds for k in cb.scheds}  # e.g. `fit_one_cycle`'s 'lr': left to its scheduler
         kind = self.schedule if schedule is None else _check_schedule(schedule)

@@ -396,9 +396,10 @@ _alpha_max = dict(minibatch=1., online=math.inf, batch=math.inf)  # the mini-bat
 def check_hypers(self:Som,
     alpha:float, # learning rate: in [0, 1] for the mini-batch rule, >= 0 for the others (the batch rule ignores it)
     sigma:float, # neighbourhood radius, > 0
+    names:tuple=('alpha', 'sigma'), # how messages name them (the learner's alpha is fastai's `lr`)
 )->tuple:
     "(alpha, sigma) as floats when this map's update rule accepts them; else an error naming the value"
-    return _check_real('alpha', alpha, 0, _alpha_max[self.update]), _check_real('sigma', sigma, 0, lo_open=True)
+    return (_check_real(names[0], alpha, 0, _alpha_max[self.update]), _check_real(names[1], sigma, 0, lo_open=True))
 
 # %% ../nbs/02_som.ipynb #171e4fe8
 @patch
