@@ -20,6 +20,7 @@ from fastai.callback.core import GatherPredsCallback
 from fastai.callback.schedule import ParamScheduler, LRFinder
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.progress import ProgressCallback  # registers the progress bar and the metrics table
+from .data import SomDataLoader
 from .som import Som, defaults, default_sigma, default_size, get_schedule, progress, schedules
 from .som import _check_choice, _check_int, _check_real, _fname
 
@@ -87,7 +88,7 @@ def _check_metrics(metrics):
 # %% ../nbs/04_learner.ipynb #28cbc161
 def _at_step(f, n_steps:int, pct:float)->float:
     "`f` at the progress of mini-batch `round(pct * n_steps)`: fastai's `pct_train` is mini-batch / `n_steps`"
-    return f(progress(round(pct * n_steps), n_steps))
+    return f(progress(min(round(pct * n_steps), n_steps - 1), n_steps))
 
 # %% ../nbs/04_learner.ipynb #53a10709
 def som_scheds(
@@ -137,6 +138,11 @@ def _check_schedule(schedule):
     "`schedule` when it is None (constant values), a callable `f(start, end, pos)` or a name in `schedules`"
     return schedule if schedule is None or callable(schedule) else _check_choice('schedule', schedule, schedules)
 
+# %% ../nbs/04_learner.ipynb #10844eca
+def _last(v):
+    "The value of the last parameter group (the codebook's) of a hyper-parameter fastai may hold per group"
+    return v.ravel()[-1].item() if isinstance(v, np.ndarray) else v
+
 # %% ../nbs/04_learner.ipynb #6db246f4
 class SomLearner(Learner):
     "A fastai `Learner` that trains a `Som` with its update rule instead of gradients"
@@ -183,8 +189,10 @@ class SomLearner(Learner):
         if start_epoch >= n_epoch: raise ValueError(f"start_epoch={start_epoch} leaves nothing of a {n_epoch}-epoch fit: "
                                                     "resume at an epoch below n_epoch.")
         n_iter = len(self.dls.train)
-        if not n_iter: raise ValueError("The training DataLoader is empty (an exported learner keeps no data): build the "
-                                        "learner with `som_learner` on DataLoaders of your data, then `learn.load` the map.")
+        if not n_iter: raise ValueError("The training DataLoader is empty: an exported learner keeps its map and preprocessing "
+                                        "but no data, so it cannot train. Use it with `learn.predict(row)`, `learn.bmus(df)` or "
+                                        "`SomInterpretation.from_learner(learn, dl=learn.dls.test_dl(df))`; to train more, keep "
+                                        "the learner with its DataLoaders (`learn.save` / `learn.load`).")
         cbs = L(cbs)
         cbs.map(_check_cb)
         start = self.fit_start if start_epoch else (self.lr, self.sigma)  # a resumed fit repeats the schedule it resumes
@@ -193,12 +201,22 @@ class SomLearner(Learner):
         taken = {k for cb in scheds for k in cb.scheds}  # e.g. `fit_one_cycle`'s 'lr': left to its scheduler
         kind = self.schedule if schedule is None else _check_schedule(schedule)
         own = ParamScheduler({k: f for k, f in som_scheds(lr, sigma, kind, n_epoch * n_iter).items() if k not in taken})
+        for cb in scheds + [own]: self._check_sched(cb, lr, sigma)
         if reset_opt or not self.opt: self.create_opt()
         self.opt.set_hyper('sigma', sigma)
         self.fit_start, self._rows = (lr, sigma), []
         try: super().fit(n_epoch, lr=lr, wd=wd, cbs=cbs + own, start_epoch=start_epoch)
         finally: self._sync_start()
         if hasattr(self, 'recorder'): self.recorder.hps = {k: v for cb in scheds + [own] for k, v in cb.hps.items()}
+
+    def _check_sched(self, cb:ParamScheduler, lr:float, sigma:float):
+        "Refuse, before training, a scheduler that would take alpha or sigma out of range at some point of the fit"
+        for pct in np.linspace(0, 1, 101):
+            h = {k: _last(f(float(pct))) for k, f in cb.scheds.items()}
+            try: self.model.check_hypers(h.get('lr', lr), h.get('sigma', sigma), _hyper_names)
+            except (ValueError, TypeError) as e:
+                raise type(e)(f"{e} It comes from the {type(cb).__name__} of this fit at {pct:.0%} of training: "
+                              "keep alpha in range, e.g. `fit_one_cycle(n, lr_max=.9)`.") from None
 
     def _sync_start(self):
         "The next fit starts where the optimizer's alpha and sigma are now"
@@ -217,7 +235,9 @@ class SomLearner(Learner):
 
     def _do_one_batch(self):
         "fastai's batch, whose forward pass returns the `_k` nearest units the validation metrics need"
-        self.pred = self.model(*self.xb) if self._k == 1 else self.model.search(self.xb[0], self._k)
+        x = self.xb[0] if isinstance(self.dl, SomDataLoader) else self.model.prep(self.xb[0])  # encoded rows: checked once
+        i, d = self.model._search(x, self._k)
+        self.pred = (i[:, 0], d[:, 0]) if self._k == 1 else (i, d)
         self('after_pred')
         self.loss_grad = self.loss_func(self.pred, *self.yb)
         self.loss = self.loss_grad.clone()
@@ -226,14 +246,14 @@ class SomLearner(Learner):
 
     def _backward(self):
         "Collect the batch's rows and BMUs, what the update needs (the SOM's counterpart of gradients)"
-        x, bmu = self.xb[0].to(self.model.codebook), self.pred[0]  # the forward pass checked x already
+        x, bmu = self.xb[0].to(self.model.codebook), self.pred[0]
         real = getattr(self.dl, 'batch_real', None)  # rows that are not padding (see `distrib_ctx`)
         if real is not None: x, bmu = x[real.to(x.device)], bmu[real.to(bmu.device)]
         self._rows.append((x, bmu))
 
     def _step(self):
         "`Som.step` on the rows collected since the last step: one batch, or `n_acc` rows under `GradientAccumulation`"
-        x, bmu = (torch.cat(t) for t in zip(*self._rows))
+        x, bmu = self._rows[0] if len(self._rows) == 1 else (torch.cat(t) for t in zip(*self._rows))
         self._rows, h = [], self.opt.hypers[-1]
         self.model.step(x, h['lr'], h['sigma'], bmu=bmu, reduce=self.reduce_stats)
 

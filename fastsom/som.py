@@ -251,7 +251,7 @@ def pca_codebook(self:Som,
 @patch
 def init_codebook(self:Som,
     x, # training data (n, n_features); a sample is enough
-    init:str='pca', # 'pca', 'random' or 'sample'
+    init:str=defaults.init, # 'pca', 'random' or 'sample'
     seed:int|None=None, # seed for 'random', 'sample' and the PCA subsample
 )->Som:
     "Initialise the codebook from data `x`"
@@ -361,10 +361,12 @@ def bmu_rc(self:Som, x)->Tensor:
 def batch_stats(self:Som,
     x:Tensor, # samples (n, n_features), already prepared
     bmu:Tensor, # their BMU indices (n,)
+    origin:Tensor|None=None, # the frame of the sums; default `origin()`
 )->tuple:
-    "Per-unit hits (n_units,) and sums of the samples relative to `origin()` (n_units, n_features) of a batch"
+    "Per-unit hits (n_units,) and sums of the samples relative to `origin` (n_units, n_features) of a batch"
     hits = torch.bincount(bmu, minlength=self.n_units).to(x.dtype)
-    return hits, x.new_zeros(self.n_units, x.shape[1]).index_add_(0, bmu, x - self.origin())
+    c = self.origin() if origin is None else origin
+    return hits, x.new_zeros(self.n_units, x.shape[1]).index_add_(0, bmu, x - c)
 
 # %% ../nbs/02_som.ipynb #d8fde09c
 @patch
@@ -405,14 +407,16 @@ def check_hypers(self:Som,
 @patch
 def update_from_stats(self:Som,
     hits:Tensor, # per-unit hit counts (n_units,)
-    sums:Tensor, # per-unit sums of samples relative to `origin()` (n_units, n_features)
+    sums:Tensor, # per-unit sums of samples relative to `origin` (n_units, n_features)
     alpha:float, # learning rate: in [0, 1] for the mini-batch rule, >= 0 for the online rule; ignored by the batch rule
     sigma:float, # neighbourhood radius (grid units), > 0
+    origin:Tensor|None=None, # the frame of `sums`; default `origin()`
 ):
     "Apply the update rule to the codebook from per-unit batch statistics; a step that would not be finite changes nothing"
     alpha, sigma = self.check_hypers(alpha, sigma)
     nd = self.neighbourhood_sums(torch.cat([sums, hits[:, None]], 1), sigma)
-    num, den, w, c = nd[:, :-1], nd[:, -1:], self.weights, self.origin()
+    num, den, w = nd[:, :-1], nd[:, -1:], self.weights
+    c = self.origin() if origin is None else origin
     if self.update == 'online': new = w + alpha * (num - den * (w - c)) / hits.sum().clamp(min=1)
     else:
         target = torch.where(den > 1e-30, c + num / den.clamp(min=1e-30), w)
@@ -438,7 +442,8 @@ def step(self:Som,
     if x.ndim != 2 or x.shape[1] != self.n_features:
         raise ValueError(f"Expected a prepared batch (n, {self.n_features}), got shape {tuple(x.shape)}: pass data through `Som.prep`.")
     if bmu is None: bmu = self._search(x)[0][:, 0]
-    self.update_from_stats(*reduce(*self.batch_stats(x, bmu)), alpha, sigma)
+    c = self.origin()  # one frame for the statistics and the update (the same on every process)
+    self.update_from_stats(*reduce(*self.batch_stats(x, bmu, c)), alpha, sigma, c)
 
 # %% ../nbs/02_som.ipynb #36c1f2ee
 def sched_exp(start:float, end:float, pos:float)->float:
@@ -470,7 +475,7 @@ def progress(step:int, n_steps:int)->float:
 def get_schedule(
     name:str, # the hyper-parameter, for messages: 'alpha' or 'sigma'
     v, # a number (constant), a (start, end) pair, or a callable of `pos`
-    kind:str='exp', # a name in `schedules`, or a callable `f(start, end, pos)`
+    kind:str=defaults.schedule, # a name in `schedules`, or a callable `f(start, end, pos)`
 )->callable:
     "A function of the training progress `pos` in [0, 1] giving the value of hyper-parameter `name`"
     if callable(v): return v

@@ -458,3 +458,13 @@ def test_plain_fastai_dataloaders(with_target):
 
 def test_sigma_larger_than_map_warns(tiny):
     with pytest.warns(UserWarning, match="larger than the map"): som_learner(tiny, (3, 4), sigma=10.)
+
+
+def test_out_of_range_user_schedule_is_refused_before_training(tiny):
+    learn = quiet(som_learner(tiny, (3, 4), seed=0))
+    before, start = learn.codebook.clone(), (learn.lr, learn.sigma)
+    with pytest.raises(ValueError, match=r"lr \(alpha\) must be a finite number in \[0, 1\], got 1.10.*ParamScheduler of this fit at 13%"):
+        learn.fit_one_cycle(1, lr_max=2)
+    assert torch.equal(learn.codebook, before) and (learn.lr, learn.sigma) == start  # nothing trained, nothing moved
+    learn.fit(1)  # the learner is still usable
+    assert not torch.equal(learn.codebook, before)
