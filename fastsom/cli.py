@@ -6,7 +6,7 @@ Docs: https://fastsom.github.io/fastsom/cli.html.md"""
 
 # %% ../nbs/07_cli.ipynb #a07cf347
 from __future__ import annotations
-import argparse, configparser, json, os, re, shutil, sys, tempfile, time, warnings
+import argparse, configparser, json, os, re, sys, tempfile, time, warnings
 from functools import partial
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -19,8 +19,8 @@ from .grid import topologies
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'DEFAULTS', 'readers', 'plot_kinds', 'MARKER', 'som_config', 'save_som', 'load_som', 'read_settings',
-           'default_data', 'read_table', 'make_dls', 'draw', 'recover_output', 'check_output', 'train', 'predict',
-           'plot', 'main', 'cli']
+           'default_data', 'read_table', 'make_dls', 'draw', 'recover_output', 'check_output', 'check_file', 'train',
+           'predict', 'plot', 'main', 'cli']
 
 # %% ../nbs/07_cli.ipynb #e831e408
 FORMAT_VERSION = 1
@@ -254,18 +254,22 @@ def read_settings(
     given = [(k, v, f'{k} in {path}') for k, v in file.items()]
     given += [(k, v, f'--{k}') for k, v in flags.items() if v is not None]
     for k, v, name in given: s[k], names[k] = _checks[k](name, v), name
-    s['alpha'] = _check_real(names['alpha'], s['alpha'], 0, _alpha_max[s['update']], lo_open=True)
+    s['alpha'] = _check_real(names['alpha'], s['alpha'], 0, _alpha_max[s['update']])  # `check_hypers`'s range
+    if s['rows'] * s['cols'] == 1:
+        raise ValueError(f"A 1 x 1 map has a single unit, with no neighbours (no topographic error, no U-matrix): "
+                         f"set {names['rows']} or {names['cols']} to 2 or more.")
     return s
 
 # %% ../nbs/07_cli.ipynb #d1f80fda
 def default_data()->pd.DataFrame:
-    "scikit-learn's digits as a DataFrame: the 61 pixel columns that are not always blank, and the `digit` label"
+    "scikit-learn's digits as a DataFrame: the 64 pixel columns under its names (`pixel_0_0` ...) and the `digit` label"
     from sklearn.datasets import load_digits
-    d = load_digits()
-    df = pd.DataFrame(d.data.astype('float32'), columns=[f'px{i}' for i in range(d.data.shape[1])])
-    df = df.loc[:, df.std() > 0]
-    df['digit'] = d.target
-    return df
+    return load_digits(as_frame=True).frame.rename(columns={'target': 'digit'})
+
+def _quiet_blank_pixels():
+    "A warnings filter for the warning the default data always raises: the loaders keep its 3 blank pixels as 0"
+    warnings.filterwarnings('ignore', message=r"Column\(s\) \['pixel_0_0', 'pixel_4_0', 'pixel_4_7'\] are constant",
+                            category=UserWarning)
 
 # %% ../nbs/07_cli.ipynb #c98e5fb8
 readers = {'.csv': pd.read_csv, '.parquet': pd.read_parquet, '.pq': pd.read_parquet}
@@ -285,15 +289,27 @@ def read_table(path)->pd.DataFrame|Path:
     return df
 
 # %% ../nbs/07_cli.ipynb #8580a78c
+_flag_words = [  # the loaders' words for their Python arguments -> the command's flags, in this order
+    ('cont_names, cat_names, label_names', '--cat, --label'),
+    ('name them in cont_names or cat_names', 'keep some out of --label'),
+    ('cat_names', '--cat'), ('label_names', '--label'), ('the DataFrame', 'the data'), ('The DataFrame', 'The data'),
+    ('lower valid_pct', 'lower --valid_pct'), ('valid_pct=', '--valid_pct ')]
+
+def _in_flags(e:Exception)->Exception:
+    "The loaders' error `e`, of the same type, naming the flags of the command in place of Python arguments"
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    for a, b in _flag_words: msg = msg.replace(a, b)
+    return type(e)(msg)
+
 def make_dls(data, labels:list|None=None, cats:list|None=None, **kwargs):
-    "`SomDataLoaders` for a DataFrame or `.npy` path"
+    "`SomDataLoaders` for a DataFrame or `.npy` path, with the loaders' errors naming --label, --cat and --valid_pct"
     from fastsom.data import SomDataLoaders
-    if isinstance(data, Path):
-        if labels or cats: raise ValueError("--label and --cat need a CSV or Parquet file, not a .npy array.")
-        return SomDataLoaders.from_npy(data, **kwargs)
-    for c in [*(labels or []), *(cats or [])]:
-        if c not in data.columns: raise ValueError(f"Column {c!r} is not in the data: its columns are {list(data.columns)[:20]}.")
-    return SomDataLoaders.from_df(data, cat_names=cats, label_names=labels, **kwargs)
+    if isinstance(data, Path) and (labels or cats):
+        raise ValueError("--label and --cat need a CSV or Parquet file, not a .npy array.")
+    try:
+        if isinstance(data, Path): return SomDataLoaders.from_npy(data, **kwargs)
+        return SomDataLoaders.from_df(data, cat_names=cats, label_names=labels, **kwargs)
+    except (ValueError, TypeError, KeyError) as e: raise _in_flags(e) from None
 
 # %% ../nbs/07_cli.ipynb #6c76e3f1
 plot_kinds = ('umatrix', 'hits', 'planes', 'codebook', 'labels')
@@ -349,7 +365,7 @@ def _marker_files(folder:Path)->list|None:
     try: d = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError): return None
     files = d.get('files') if isinstance(d, dict) else None
-    return files if isinstance(files, list) and all(isinstance(f, str) for f in files) else None
+    return files if isinstance(files, list) and all(isinstance(f, str) and f == Path(f).name for f in files) else None
 
 def _mark(folder:Path, files:list):
     "Write the marker of `folder` (atomically: a crash leaves the old marker or the new one)"
@@ -362,12 +378,16 @@ def _is_whole(folder:Path)->bool:
     files = _marker_files(folder)
     return bool(files) and 'model.pt' in files and all((folder / f).is_file() for f in files)
 
-def _remove_owned(folder:Path):
-    "Delete a folder of fastsom's own, its marker last, so that a crash midway leaves it recognisable"
-    for p in folder.iterdir():
-        if p.name != MARKER: shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-    (folder / MARKER).unlink(missing_ok=True)
-    folder.rmdir()
+def _remove_owned(folder:Path)->bool:
+    "Delete the files the marker of `folder` lists, the marker last, then the folder when that emptied it; True if gone"
+    for f in [*(_marker_files(folder) or []), MARKER + '.tmp', MARKER]:
+        p = folder / f
+        if p.is_file() or p.is_symlink(): p.unlink()
+    try: folder.rmdir()
+    except OSError:  # files fastsom did not write are left, and so the folder
+        print(f"fastsom: left {folder}: it holds files fastsom did not write.", file=sys.stderr)
+        return False
+    return True
 
 # %% ../nbs/07_cli.ipynb #93630c72
 def _temp_name(out:Path, kind:str)->str:
@@ -404,6 +424,19 @@ def recover_output(
     return back is not None
 
 # %% ../nbs/07_cli.ipynb #b6331444
+def _guard(out:Path, inputs:list, what:str):
+    "Refuse `out` when it is the filesystem root, a symbolic link, or is or holds the current folder, an input or home"
+    def refuse(why): raise FileExistsError(f"Refusing to replace {out}: {why}.")
+    r = out.resolve()
+    if r == Path(r.anchor): refuse(f"it is the filesystem root; choose a new {what} with --output")
+    guarded = [(Path.cwd(), 'the current folder'), *((Path(i), f'the input {i}') for i in inputs),
+               (Path.home(), 'your home folder')]
+    for p, name in guarded:
+        p = p.resolve()
+        if r == p or r in p.parents: refuse(f"it {'is' if r == p else 'holds'} {name}; choose a new {what} with --output")
+    if out.is_symlink(): refuse(f"it is a symbolic link; pass the {what} it points to, or a new one")
+    return refuse
+
 def check_output(
     out:Path, # the output folder
     force:bool=False, # replace it, when it is a fastsom output
@@ -411,15 +444,7 @@ def check_output(
 ):
     "Refuse, saying why, an output folder `fastsom train` must not write or replace"
     if not os.path.lexists(out): return
-    def refuse(why): raise FileExistsError(f"Refusing to replace {out}: {why}.")
-    r = out.resolve()
-    if r == Path(r.anchor): refuse("it is the filesystem root; choose a new folder with --output")
-    guarded = [(Path.cwd(), 'the current folder'), *((Path(i), f'the input {i}') for i in inputs),
-               (Path.home(), 'your home folder')]
-    for p, what in guarded:
-        p = p.resolve()
-        if r == p or r in p.parents: refuse(f"it {'is' if r == p else 'holds'} {what}; choose a new folder with --output")
-    if out.is_symlink(): refuse("it is a symbolic link; pass the folder it points to, or a new one")
+    refuse = _guard(out, inputs, 'folder')
     if not out.is_dir(): refuse("it is a file, not an output folder; choose a new folder with --output")
     if not force:
         raise FileExistsError(f"Output folder {out} exists: pass --force to replace it, or choose another with --output.")
@@ -431,21 +456,44 @@ def check_output(
         listed = ', '.join(foreign[:5]) + (', ...' if len(foreign) > 5 else '')
         refuse(f"it holds files fastsom did not write ({listed}); move them out, or choose another folder with --output")
 
+def check_file(
+    out:Path, # the file `fastsom predict` or `fastsom plot` writes
+    inputs:list=(), # files the command reads (model, data), which it must not replace
+    mine:str|None=None, # the one file of a fastsom output folder it may replace (`plot` redraws KIND.png in place)
+):
+    "Refuse, saying why, an output file that would replace an input, a folder, or a file of a fastsom output"
+    if not os.path.lexists(out): return
+    refuse = _guard(out, inputs, 'file')
+    if out.is_dir(): refuse("it is a folder; name a file with --output")
+    if out.name != mine and out.name in (_marker_files(out.parent) or []):
+        refuse(f"it is part of the output fastsom train wrote in {out.parent}; choose another file with --output")
+
 # %% ../nbs/07_cli.ipynb #1f6103ae
 def _pause(step:str):
     "For the crash tests only: sleep at `step` of a replace when the FASTSOM_TEST_PAUSE variable names it"
     if os.environ.get('FASTSOM_TEST_PAUSE') == step: time.sleep(600)
 
-def _write_new(out:Path, write:callable)->Path:
+def _umask()->int:
+    "The umask of this process (read by setting a strict one and putting it back)"
+    m = os.umask(0o077)
+    os.umask(m)
+    return m
+
+def _write_new(
+    out:Path, # the output folder to write
+    write:callable, # `write(folder)` writes the files into `folder`
+    files:list, # the names `write` may create: the marker lists them from the start, so a crash leaves them removable
+)->Path:
     "A new output for `out`, written by `write(folder)` into a temporary folder beside it, and marked with its files"
     out.parent.mkdir(parents=True, exist_ok=True)
     new = Path(tempfile.mkdtemp(prefix=_temp_name(out, 'new'), dir=out.parent))
-    _mark(new, [])
+    new.chmod(0o777 & ~_umask())  # mkdtemp's 0o700 -> the mode of a folder made by mkdir
+    _mark(new, files)
     try: write(new)
     except BaseException:
         _remove_owned(new)
         raise
-    _mark(new, [p.name for p in new.iterdir() if p.name != MARKER])
+    _mark(new, [f for f in files if (new / f).is_file()])
     return new
 
 def _replace(out:Path, new:Path, inputs:list=()):
@@ -463,7 +511,26 @@ def _replace(out:Path, new:Path, inputs:list=()):
     _pause('moved')
     if old is not None: _remove_owned(old)
 
+def _write_file(out:Path, write:callable)->Path:
+    "`out` written whole or not at all: `write(tmp)` into a temporary file beside it, then renamed over it"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{out.name}.fastsom-', suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0o600 -> the mode of a file made by open
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
 # %% ../nbs/07_cli.ipynb #b3603682
+def _output_names(labels:bool)->list:
+    "The files `_write_outputs` writes, and the temporary file of `save_som`, which a crash may leave"
+    return ['model.pt', 'model.pt.tmp', 'codebook.csv', 'metrics.json',
+            *(f'{k}.png' for k in plot_kinds if k != 'labels' or labels)]
+
 def _write_outputs(folder:Path, learn, interp, s:dict, metrics:dict, labels:bool):
     "Model, codebook, metrics and pictures of a trained learner into `folder`"
     import matplotlib.pyplot as plt
@@ -494,14 +561,15 @@ def train(
     "Train a map and write model.pt, codebook.csv, metrics.json and PNGs into the output folder; returns the metrics"
     from fastsom.learner import som_learner
     from fastsom.interp import SomInterpretation
-    s = read_settings(settings, **flags)
-    out, inputs = Path(output or s['output']), [p for p in (data, _settings_file(settings)) if p is not None]
+    s = read_settings(settings, output=output, **flags)  # s['output']: the folder written, as the model records it
+    out, inputs = Path(s['output']), [p for p in (data, _settings_file(settings)) if p is not None]
     recover_output(out)
     check_output(out, force, inputs)
-    df = default_data() if data is None else read_table(data)
-    labels = ['digit'] if data is None else label
-    dls = make_dls(df, labels, cat, bs=None if s['bs'] == 'auto' else s['bs'], valid_pct=s['valid_pct'], seed=s['seed'],
-                   norm=None if s['norm'] == 'none' else s['norm'])
+    df, labels = (default_data(), ['digit']) if data is None else (read_table(data), label)
+    with warnings.catch_warnings():
+        if data is None: _quiet_blank_pixels()
+        dls = make_dls(df, labels, cat, bs=None if s['bs'] == 'auto' else s['bs'], valid_pct=s['valid_pct'],
+                       seed=s['seed'], norm=None if s['norm'] == 'none' else s['norm'])
     learn = som_learner(dls, size=(s['rows'], s['cols']), topology=s['topology'], toroidal=s['toroidal'], init=s['init'],
                         update=s['update'], sigma=None if s['sigma'] == 'auto' else s['sigma'], lr=s['alpha'],
                         sched=s['schedule'], seed=s['seed'])
@@ -516,7 +584,8 @@ def train(
     metrics = dict(qe=interp.dists.mean().item(), te=learn.model.topographic_error(interp.x), seconds=round(secs, 3),
                    rows=len(interp.x), bs=dls.train.bs, units_hit=float((interp.activation_response() > 0).float().mean()),
                    settings=s)
-    new = _write_new(out, lambda folder: _write_outputs(folder, learn, interp, s, metrics, labels=bool(labels)))
+    new = _write_new(out, lambda folder: _write_outputs(folder, learn, interp, s, metrics, labels=bool(labels)),
+                     _output_names(bool(labels)))
     _replace(out, new, inputs)
     if not quiet:
         print(f"Trained a {s['rows']}x{s['cols']} {s['topology']} map on {metrics['rows']:,} rows x {dls.n_features} features "
@@ -531,6 +600,7 @@ def predict(
     output=None, # CSV file to write (default: standard output)
 )->pd.DataFrame:
     "The BMU (row, col) and distance of each row of `data`"
+    if output is not None: check_file(Path(output), [model, data])
     som, pre, meta = load_som(model)
     df = read_table(data)
     raw = np.load(df) if isinstance(df, Path) else df
@@ -538,7 +608,7 @@ def predict(
     idx, dist = som.search(x)
     res = pd.DataFrame(dict(row=(idx[:, 0] // som.grid.cols).numpy(), col=(idx[:, 0] % som.grid.cols).numpy(), distance=dist[:, 0].numpy()))
     if output is None: res.to_csv(sys.stdout, index=False)
-    else: res.to_csv(output, index=False)
+    else: _write_file(Path(output), lambda tmp: res.to_csv(tmp, index=False))
     return res
 
 # %% ../nbs/07_cli.ipynb #1fc7cc64
@@ -549,11 +619,12 @@ def plot(
 )->Path:
     "Redraw one picture of a trained map from its model file"
     import matplotlib.pyplot as plt
+    out = Path(output) if output else Path(model).with_name(f'{kind}.png')
+    check_file(out, [model], mine=f'{kind}.png')
     som, pre, meta = load_som(model)
     fig = draw(kind, som, pre, meta)
-    out = Path(output) if output else Path(model).with_name(f'{kind}.png')
-    fig.savefig(out, dpi=100, bbox_inches='tight')
-    plt.close(fig)
+    try: _write_file(out, partial(fig.savefig, format=out.suffix[1:].lower() or 'png', dpi=100, bbox_inches='tight'))
+    finally: plt.close(fig)
     return out
 
 # %% ../nbs/07_cli.ipynb #a0c2427a

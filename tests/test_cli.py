@@ -1,5 +1,6 @@
 "The fastsom command: end to end in subprocesses, bad inputs in-process, output folders, crash safety, safe model files."
 import configparser, copy, json, math, os, shutil, signal, subprocess, sys, time
+from functools import partial
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 import fastsom.cli as cli
@@ -40,6 +41,7 @@ def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp('cli')
     res = fastsom('train', '--epochs', '2', '--rows', '6', '--cols', '7', '--output', 'out', cwd=d)
     assert res.returncode == 0, res.stderr
+    assert 'constant' not in res.stderr, res.stderr  # the expected warning of digits' blank pixels is silenced
     return d, res
 
 
@@ -52,11 +54,13 @@ def test_train_writes_everything(trained):
     m = json.loads((out / 'metrics.json').read_text())
     assert m['qe'] > 0 and 0 <= m['te'] <= 1 and m['settings']['epochs'] == 2 and m['settings']['rows'] == 6
     assert m['settings']['bs'] == 'auto' and m['bs'] == default_bs(m['rows'])  # the batch size of the table's rule
+    assert m['settings']['output'] == 'out'  # the folder written (-o), not the default setting
     cb = pd.read_csv(out / 'codebook.csv')
     assert len(cb) == 42 and {'row', 'col'} <= set(cb.columns)
     som, pre, meta = load_som(out / 'model.pt')
-    assert som.codebook.shape == (6, 7, 61) and som.grid.topology == 'hex'
-    assert sum(meta['hits']) == m['rows']
+    assert som.codebook.shape == (6, 7, 64) and som.grid.topology == 'hex'  # all 64 pixels, the 3 blank ones too
+    assert pre.cont_names == [f'pixel_{i}_{j}' for i in range(8) for j in range(8)]  # scikit-learn's names
+    assert sum(meta['hits']) == m['rows'] and meta['settings']['output'] == 'out'
     assert 'QE' in res.stdout and 'Wrote out/' in res.stdout
     torch.load(out / 'model.pt', weights_only=True)  # plain tensors and values
 
@@ -64,11 +68,15 @@ def test_train_writes_everything(trained):
 def test_predict_and_plot(trained, monkeypatch):
     d, _ = trained
     from sklearn.datasets import load_digits
-    df = pd.DataFrame(load_digits().data[:20], columns=[f'px{i}' for i in range(64)])
+    df = load_digits(as_frame=True).data[:20]
     df.to_csv(d / 'new.csv', index=False)
+    np.save(d / 'raw.npy', load_digits().data[:20])  # scikit-learn's raw 64-column array
+    monkeypatch.chdir(d)
+    assert main(['predict', 'out/model.pt', 'raw.npy', '-o', 'raw_bmus.csv']) == 0
     res = fastsom('predict', 'out/model.pt', 'new.csv', '-o', 'bmus.csv', cwd=d)
     assert res.returncode == 0, res.stderr
     pred = pd.read_csv(d / 'bmus.csv')
+    pd.testing.assert_frame_equal(pd.read_csv(d / 'raw_bmus.csv'), pred)  # the array and the named columns agree
     assert list(pred.columns) == ['row', 'col', 'distance'] and len(pred) == 20
     som, pre, _ = load_som(d / 'out/model.pt')
     x = pre.encode(df).double()
@@ -76,7 +84,6 @@ def test_predict_and_plot(trained, monkeypatch):
     d2 = ((x[:, None] - w[None]) ** 2).sum(-1)  # float64 reference
     np.testing.assert_allclose(pred['distance'], d2.min(1).values.sqrt().numpy(), rtol=1e-4)
     assert (d2.gather(1, torch.tensor(pred['row'] * 7 + pred['col'])[:, None])[:, 0] <= d2.min(1).values * (1 + 1e-5)).all()
-    monkeypatch.chdir(d)
     for kind in ['umatrix', 'hits', 'labels', 'planes', 'codebook']:
         assert main(['plot', 'out/model.pt', '--kind', kind, '-o', f'{kind}2.png']) == 0
         assert (d / f'{kind}2.png').read_bytes()[:4] == b'\x89PNG'
@@ -84,7 +91,7 @@ def test_predict_and_plot(trained, monkeypatch):
 
 def fake_output(folder:Path):
     "A small output of fastsom (model file and marker) written the way `train` writes one"
-    cli._replace(folder, cli._write_new(folder, lambda f: save_som(f / 'model.pt', Som((2, 2), 2))))
+    cli._replace(folder, cli._write_new(folder, lambda f: save_som(f / 'model.pt', Som((2, 2), 2)), ['model.pt']))
 
 
 @pytest.fixture
@@ -94,6 +101,7 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / 'bad.csv').write_bytes(b'\x00\xff\xfe"unterminated\n1,2,3\n4')
     (tmp_path / 'header.csv').write_text('a,b\n')
     pd.DataFrame({'a': [1., 2, 3, 4], 'b': [4., 3, 2, 2]}).to_csv(tmp_path / 'good.csv', index=False)
+    pd.DataFrame({'a': [1., 2, 3, 4], 'b': list('xyxy'), 'c': list('pqpq')}).to_csv(tmp_path / 'text.csv', index=False)
     (tmp_path / 'data').mkdir(); shutil.copy(tmp_path / 'good.csv', tmp_path / 'data' / 'in.csv')
     (tmp_path / 'mine').mkdir(); (tmp_path / 'mine' / 'thesis.tex').write_text('years of work')
     fake_output(tmp_path / 'out'); (tmp_path / 'out' / 'notes.txt').write_text('mine')
@@ -119,7 +127,16 @@ BAD = [  # (command line, the one line it must get)
     (['train', 'data.txt'], 'use a .csv, .parquet or .npy file'),
     (['train', 'bad.csv'], 'Cannot read bad.csv as csv'),
     (['train', 'header.csv'], 'header.csv has no rows (only a header)'),
-    (['train', 'good.csv', '--label', 'nope'], "Column 'nope' is not in the data"),
+    (['train', 'good.csv', '--label', 'nope'], "Unknown column(s) ['nope'] in --label: the data has columns ['a', 'b']."),
+    # the loaders' messages, naming the flags
+    (['train', 'text.csv'], "Column(s) ['b', 'c'] are not numeric (str) and not named as categorical or label columns: "
+                            "pass them in --cat (one-hot encoded) or --label (kept aside), or drop them from the data."),
+    (['train', 'text.csv', '--cat', 'b', '--label', 'c', '--label', 'c'], "--label names a column twice: ['c', 'c']."),
+    (['train', 'text.csv', '--cat', 'b', '--cat', 'b', '--label', 'c'], "--cat names a column twice: ['b', 'b']."),
+    (['train', 'text.csv', '--cat', 'b', '--label', 'b'], "Column(s) ['b'] have more than one role: name each in only "
+                                                          "one of --cat, --label."),
+    (['train', 'good.csv', '--label', 'a', '--label', 'b'], 'The data has no feature columns: keep some out of --label.'),
+    (['train', 'good.csv', '--valid_pct', '.75'], '--valid_pct 0.75 leaves 1 training row(s) of 4: lower --valid_pct'),
     # settings files
     (['train', '--settings', 'nohead.ini'], 'nohead.ini has no section header: put a [fastsom] line before its first setting'),
     (['train', '--settings', 'dup.ini'], 'dup.ini sets rows twice (again on line 3): keep one.'),
@@ -132,11 +149,11 @@ BAD = [  # (command line, the one line it must get)
     (['train', '--settings', 'nosection.ini'], 'nosection.ini has no [fastsom] section.'),
     (['train', '--settings', 'none.ini'], 'No settings file at none.ini.'),
     # flags, named as flags
-    (['train', '--alpha', '-1'], '--alpha must be a finite number in (0, 1], got -1.0.'),
-    (['train', '--alpha', 'inf'], '--alpha must be a finite number in (0, 1], got inf.'),
-    (['train', '--alpha', 'nan'], '--alpha must be a finite number in (0, 1], got nan.'),
-    (['train', '--alpha', '1e9'], '--alpha must be a finite number in (0, 1], got 1000000000.0.'),
-    (['train', '--alpha', '0'], '--alpha must be a finite number in (0, 1], got 0.0.'),
+    (['train', '--alpha', '-1'], '--alpha must be a finite number in [0, 1], got -1.0.'),
+    (['train', '--alpha', 'inf'], '--alpha must be a finite number in [0, 1], got inf.'),
+    (['train', '--alpha', 'nan'], '--alpha must be a finite number in [0, 1], got nan.'),
+    (['train', '--alpha', '1e9'], '--alpha must be a finite number in [0, 1], got 1000000000.0.'),
+    (['train', '--alpha', '-1', '--update', 'online'], '--alpha must be a finite number >= 0, got -1.0.'),
     (['train', '--alpha', 'abc'], "--alpha must be a number, got 'abc'"),
     (['train', '--epochs', '-1'], '--epochs must be a positive integer, got -1.'),
     (['train', '--epochs', '0'], '--epochs must be a positive integer, got 0.'),
@@ -146,6 +163,8 @@ BAD = [  # (command line, the one line it must get)
     (['train', '--sigma', '-2'], '--sigma must be auto or a finite number > 0, got -2.0.'),
     (['train', '--sigma', '0'], '--sigma must be auto or a finite number > 0, got 0.0.'),
     (['train', '--rows', '0'], '--rows must be a positive integer, got 0.'),
+    (['train', '--rows', '1', '--cols', '1'], 'A 1 x 1 map has a single unit, with no neighbours (no topographic error, '
+                                              'no U-matrix): set --rows or --cols to 2 or more.'),
     (['train', '--cols', 'x'], "--cols must be a positive integer, got 'x'."),
     (['train', '--seed', '-1'], '--seed must be an integer >= 0, got -1.'),
     (['train', '--valid_pct', '1'], '--valid_pct must be below 1'),
@@ -176,6 +195,17 @@ BAD = [  # (command line, the one line it must get)
     (['plot', 'nomodel.pt'], 'No model file at nomodel.pt'),
     (['plot', 'ok.pt', '--kind', 'hits'], 'This model file holds no hit counts'),
     (['plot', 'ok.pt', '--kind', 'labels'], 'This model was trained without labels'),
+    # output files of predict and plot: never an input, a folder, or a file of a fastsom output
+    (['predict', 'ok.pt', 'good.csv', '-o', 'good.csv'], 'Refusing to replace good.csv: it is the input good.csv; '
+                                                         'choose a new file with --output.'),
+    (['predict', 'ok.pt', 'good.csv', '-o', 'data/../ok.pt'], 'Refusing to replace data/../ok.pt: it is the input ok.pt'),
+    (['predict', 'ok.pt', 'good.csv', '-o', 'mine'], 'Refusing to replace mine: it is a folder; name a file with --output.'),
+    (['predict', 'ok.pt', 'good.csv', '-o', 'out/model.pt'], 'Refusing to replace out/model.pt: it is part of the output '
+                                                             'fastsom train wrote in out'),
+    (['plot', 'ok.pt', '-o', 'ok.pt'], 'Refusing to replace ok.pt: it is the input ok.pt'),
+    (['plot', 'out/model.pt', '-o', 'out/model.pt'], 'Refusing to replace out/model.pt: it is the input out/model.pt'),
+    (['plot', 'ok.pt', '-o', '.'], 'Refusing to replace .: it is the current folder'),
+    (['plot', 'ok.pt', '-o', 'data'], 'Refusing to replace data: it is a folder'),
 ]
 
 
@@ -191,7 +221,7 @@ def test_bad_input_one_line_error(workdir, capsys, args, message):
 def test_error_from_the_command_is_one_line_without_traceback(tmp_path):
     res = fastsom('train', '--alpha', '-1', cwd=tmp_path)
     assert res.returncode == 1 and res.stderr.strip() == (
-        'fastsom train: error: --alpha must be a finite number in (0, 1], got -1.0.'), res.stderr
+        'fastsom train: error: --alpha must be a finite number in [0, 1], got -1.0.'), res.stderr
 
 
 def test_defaults_come_from_the_table_and_agree_with_settings_ini():
@@ -204,6 +234,19 @@ def test_defaults_come_from_the_table_and_agree_with_settings_ini():
     cp.read_string(text)
     assert sorted(cp['fastsom']) == sorted(DEFAULTS)  # every setting (once: the parser is strict), none missing
     assert read_settings(ROOT / 'settings.ini') == DEFAULTS
+    assert "alpha (in [0, 1] for 'minibatch', >= 0 for the others" in text  # the range `read_settings` checks
+
+
+def test_alpha_range_is_the_engines():
+    "`Som.check_hypers` takes alpha in [0, 1] for the mini-batch rule, >= 0 for the others: so does the command"
+    for update, good, bad in [('minibatch', [0, 1], [-1e-9, 1.01]), ('online', [0, 1.5], [-1]), ('batch', [0, 7], [-1])]:
+        som = Som((2, 2), 2, update=update)
+        read = partial(read_settings, ROOT / 'settings.ini', update=update)
+        for a in good: assert read(alpha=str(a))['alpha'] == som.check_hypers(a, 1.)[0] == a
+        for a in bad:
+            with pytest.raises(ValueError) as e: som.check_hypers(a, 1.)
+            with pytest.raises(ValueError, match=r'--alpha must be a finite number') as e2: read(alpha=a)
+            assert str(e2.value) == str(e.value).replace('alpha', '--alpha', 1)  # the same range, the same words
 
 
 def test_settings_file_and_flags_override(tmp_path, monkeypatch):
@@ -274,8 +317,47 @@ def test_stale_temporary_folders_are_removed_by_name_and_marker(tmp_path, monkey
     running = tmp_path / f'.out.fastsom-new-{os.getpid()}-abc'; shutil.copytree(tmp_path / 'out', running)
     unmarked = tmp_path / f'.out.fastsom-old-{dead}-abc'; unmarked.mkdir(); (unmarked / 'model.pt').write_text('?')
     other = tmp_path / f'.outx.fastsom-new-{dead}-abc'; shutil.copytree(tmp_path / 'out', other)
+    foreign = tmp_path / f'.out.fastsom-old-{dead}-def'; shutil.copytree(tmp_path / 'out', foreign)
+    (foreign / 'thesis.tex').write_text('years of work')  # not in its marker: fastsom deletes its own files only
     assert main(['train', 'x.csv', '-o', 'out', '--force', *SMALL]) == 0
     assert not stale.exists() and running.exists() and unmarked.exists() and other.exists()
+    assert snapshot(foreign) == {'thesis.tex': b'years of work'}  # the folder left in place, with the foreign file
+
+
+def test_output_modes_are_those_of_mkdir_and_open(tmp_path, monkeypatch):
+    "The output folder gets 0o777 & ~umask (not mkdtemp's 0o700), predict's and plot's files 0o666 & ~umask"
+    small_csv(tmp_path / 'x.csv')
+    monkeypatch.chdir(tmp_path)
+    old = os.umask(0o027)
+    try:
+        assert main(['train', 'x.csv', '-o', 'a/out', *SMALL]) == 0
+        assert main(['predict', 'a/out/model.pt', 'x.csv', '-o', 'bmus.csv']) == 0
+        assert main(['plot', 'a/out/model.pt', '-o', 'u.png']) == 0
+    finally: os.umask(old)
+    modes = {p: (tmp_path / p).stat().st_mode & 0o777 for p in ['a', 'a/out', 'bmus.csv', 'u.png']}
+    assert modes == {'a': 0o750, 'a/out': 0o750, 'bmus.csv': 0o640, 'u.png': 0o640}
+
+
+def test_predict_and_plot_write_whole_files_or_none(tmp_path, monkeypatch, capsys):
+    "A write that fails midway leaves the old file as it was, and no temporary file"
+    import matplotlib.figure
+    small_csv(tmp_path / 'x.csv', n=20)
+    save_som(tmp_path / 'm.pt', Som((2, 2), 3))
+    monkeypatch.chdir(tmp_path)
+    for f in ['bmus.csv', 'u.png']: (tmp_path / f).write_text('old')
+    def half(self, path, *a, **k):
+        Path(path).write_text('half')
+        raise OSError('No space left on device')
+    monkeypatch.setattr(pd.DataFrame, 'to_csv', half)
+    monkeypatch.setattr(matplotlib.figure.Figure, 'savefig', half)
+    assert main(['predict', 'm.pt', 'x.csv', '-o', 'bmus.csv']) == 1
+    assert main(['plot', 'm.pt', '-o', 'u.png']) == 1
+    assert capsys.readouterr().err.count('No space left on device') == 2
+    assert snapshot(tmp_path) == {'bmus.csv': b'old', 'm.pt': (tmp_path / 'm.pt').read_bytes(), 'u.png': b'old',
+                                  'x.csv': (tmp_path / 'x.csv').read_bytes()}
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert main(['predict', 'm.pt', 'x.csv', '-o', 'bmus.csv']) == 0 and len(pd.read_csv('bmus.csv')) == 20  # replaced
 
 
 STEPS = {  # pause point of the replace -> what is on disk when the process is killed there, and after the next run
