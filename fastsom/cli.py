@@ -8,6 +8,7 @@ Docs: https://fastsom.github.io/fastsom/cli.html.md"""
 from __future__ import annotations
 import argparse, configparser, json, os, re, sys, tempfile, time, warnings
 from functools import partial
+from fastcore.imports import IN_NOTEBOOK
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import Tensor
@@ -547,6 +548,12 @@ def _write_outputs(folder:Path, learn, interp, s:dict, metrics:dict, labels:bool
         fig.savefig(folder / f'{kind}.png', dpi=100, bbox_inches='tight')
         plt.close(fig)
 
+# %% ../nbs/07_cli.ipynb #50adee4f
+def _epoch_line(learn, values:list):
+    "fastai's table row of an epoch as one plain line (epoch, losses, metrics, time), for output that is not a terminal"
+    fmt = lambda v: f'{v:.4f}' if isinstance(v, float) else str(v)
+    print('  '.join(f'{n} {fmt(v)}' for n, v in zip(learn.recorder.metric_names, values)), flush=True)
+
 # %% ../nbs/07_cli.ipynb #f3111d3e
 def train(
     data=None, # a CSV, Parquet or .npy file; None for scikit-learn's digits
@@ -578,7 +585,10 @@ def train(
         warnings.simplefilter('ignore')
         if quiet:
             with learn.no_bar(), learn.no_logging(): learn.fit(s['epochs'])
-        else: learn.fit(s['epochs'])
+        elif sys.stdout.isatty() or IN_NOTEBOOK: learn.fit(s['epochs'])  # fastai's progress bar and table
+        else:  # a log or CI: one line per epoch
+            learn.logger = partial(_epoch_line, learn)
+            with learn.no_bar(): learn.fit(s['epochs'])
     secs = time.perf_counter() - start
     with learn.no_bar(): interp = SomInterpretation.from_learner(learn, dl=dls.train.new(shuffle=False, drop_last=False))
     metrics = dict(qe=interp.dists.mean().item(), te=learn.model.topographic_error(interp.x), seconds=round(secs, 3),

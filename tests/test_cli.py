@@ -499,3 +499,15 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak0) / 1024)  # Mi
     res = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert float(res.stdout.split()[-1]) < 50  # building the 4000 x 4000 x 10 map would take about 1.5 GiB
+
+
+def test_progress_in_a_log_is_one_line_per_epoch(tmp_path, monkeypatch, capsys):
+    "stdout is not a terminal (a log, CI): no progress bar, one line per epoch, then the summary"
+    small_csv(tmp_path / 'x.csv')
+    monkeypatch.chdir(tmp_path)
+    assert main(['train', 'x.csv', '-o', 'out', '--rows', '3', '--cols', '4', '--epochs', '3']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [l.split()[:2] for l in lines[:3]] == [['epoch', str(e)] for e in range(3)]
+    assert all('train_loss' in l and 'topographic_error' in l for l in lines[:3])
+    assert len(lines) == 5 and lines[3].startswith('Trained a 3x4 hex map') and lines[4].startswith('Wrote out/')
+    assert '█' not in ''.join(lines) and max(map(len, lines)) < 200
