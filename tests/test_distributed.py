@@ -1,14 +1,10 @@
 "Data-parallel training on 2 gloo processes started with torchrun: identical to one process over the same data and order."
-import socket, subprocess, sys, torch, pytest
+import subprocess, sys, torch, pytest
 from pathlib import Path
 from fastsom.all import *
+from conftest import free_port
 
 HERE = Path(__file__).parent
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
 def torchrun(script, *args, nproc=2):

@@ -7,22 +7,13 @@ import matplotlib.pyplot as plt
 import numpy as np, pandas as pd, pytest, torch
 from fastsom.all import *
 from fastsom.interp import unit_polygons
+from conftest import som_with
 
 
 @pytest.fixture(autouse=True)
 def close_figures():
     yield
     plt.close('all')
-
-
-def som_with(codebook, topology='rect', toroidal=False):
-    "A `Som` whose codebook is the (rows, cols) or (rows, cols, D) tensor `codebook`"
-    codebook = torch.as_tensor(codebook, dtype=torch.float32)
-    if codebook.ndim == 2: codebook = codebook[..., None]
-    rows, cols, d = codebook.shape
-    som = Som((rows, cols), d, topology, toroidal)
-    som.codebook.copy_(codebook)
-    return som
 
 
 def drawn(ax):

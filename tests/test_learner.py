@@ -14,12 +14,8 @@ from fastai.metrics import accuracy, error_rate, F1Score, RocAuc, rmse
 from fastsom.data import SomDataLoaders
 from fastsom.learner import *
 from fastsom.som import Som, default_size, defaults, progress, schedules
+from conftest import blobs
 
-def blobs(n=600, d=4, k=3, seed=0):
-    "Tiny data: `k` Gaussian blobs of `n` rows in `d` dimensions"
-    g = torch.Generator().manual_seed(seed)
-    c = torch.randn(k, d, generator=g) * 4
-    return c[torch.randint(k, (n,), generator=g)] + torch.randn(n, d, generator=g)
 
 def quiet(learn):
     "Silence the progress bar and table"

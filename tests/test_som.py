@@ -3,6 +3,7 @@ import math
 import numpy as np, pytest, torch
 from hypothesis import given, settings, strategies as st
 from fastsom.all import *
+from conftest import som_with
 
 
 def all_pairs(g): return torch.arange(g.n_units)[:, None], torch.arange(g.n_units)[None]
@@ -45,13 +46,6 @@ def test_bad_grid_arguments():
     with pytest.raises(ValueError, match='positive integer'): Grid(0, 3)
     with pytest.raises(ValueError, match='positive integer'): Som((3, -1), 2)
     with pytest.raises(ValueError, match="choose one of \\['rect', 'hex'\\]|choose one of \\('rect', 'hex'\\)"): Grid(3, 3, 'hexagonal')
-
-
-def som_with(codebook, topology='rect', toroidal=False, **kw):
-    rows, cols, f = codebook.shape
-    som = Som((rows, cols), f, topology, toroidal, **kw)
-    som.codebook.copy_(codebook)
-    return som
 
 
 @pytest.mark.parametrize('topology', ['rect', 'hex'])
