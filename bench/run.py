@@ -16,19 +16,28 @@ from cases import CASES, RESULTS, save, load
 from score import score
 
 HERE = Path(__file__).parent
-LIBS = ['fastsom', 'fastsom-learner', 'minisom-online', 'minisom-batch', 'xpysom', 'torchsom', 'somoclu']
-PACKAGES = ['fastsom', 'torch', 'fastai', 'numpy', 'minisom', 'xpysom', 'torchsom', 'somoclu', 'scikit-learn']
+LIBS = ['fastsom', 'fastsom-learner', 'minisom-online', 'minisom-batch', 'xpysom', 'torchsom', 'somoclu', 'quicksom', 'quicksom-jax', 'simpsom']
+PACKAGES = ['fastsom', 'torch', 'fastai', 'numpy', 'minisom', 'xpysom', 'torchsom', 'somoclu', 'quicksom', 'jax', 'simpsom', 'scikit-learn']
 
 def env(threads):
     e = dict(os.environ, PYTHONWARNINGS='ignore')
     for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'): e[v] = str(threads)
+    e['XLA_FLAGS'] = (e.get('XLA_FLAGS', '') + f' --xla_cpu_multi_thread_eigen={str(threads > 1).lower()}'
+                      f' intra_op_parallelism_threads={threads}').strip()  # jax (quicksom-jax) ignores OMP
     return e
 
 def learner_available():
     return subprocess.run([sys.executable, '-c', 'from fastsom.learner import som_learner'], capture_output=True).returncode == 0
 
-def skip_reason(lib, case, has_learner):
+def importable(module):
+    return subprocess.run([sys.executable, '-c', f'import {module}'], capture_output=True).returncode == 0
+
+MODULES = {'minisom-online': 'minisom', 'minisom-batch': 'minisom', 'xpysom': 'xpysom', 'torchsom': 'torchsom',
+           'somoclu': 'somoclu', 'quicksom': 'quicksom.som', 'quicksom-jax': 'quicksom.somax', 'simpsom': 'simpsom'}
+
+def skip_reason(lib, case, has_learner, missing):
     if lib == 'fastsom-learner' and not has_learner: return 'not available (fastsom.learner missing)'
+    if lib in missing: return f'not available (import {MODULES[lib]} fails: pip install -r bench/requirements.txt)'
     if lib == 'minisom-online' and case == 'large': return 'skipped: one Python-level update per sample (10^6 updates)'
 
 def run_one(lib, case, seed, args):
@@ -42,9 +51,11 @@ def run_one(lib, case, seed, args):
     except subprocess.TimeoutExpired: return dict(rec, status=f'timeout > {args.timeout} s')
     if p.returncode: return dict(rec, status='error: ' + (p.stderr.strip().splitlines() or ['?'])[-1][:200])
     rec.update(json.load(open(f'{out}.json')), status='ok')
+    cb = np.load(f'{out}.npy')
+    if not np.isfinite(cb).all(): return dict(rec, status=f'diverged: {(~np.isfinite(cb)).mean():.0%} of the codebook not finite')
     if CASES[case][3]:
         x, y = load(case, labels=True)
-        rec.update(score(x, np.load(f'{out}.npy'), y))
+        rec.update(score(x, cb, y, lattice=rec.get('lattice', 'rect')))
     return rec
 
 def summarise(recs):
@@ -111,11 +122,12 @@ if __name__ == '__main__':
     args = ap.parse_args()
     cases = [c for c in CASES if c != 'check'] if args.cases == 'all' else args.cases.split(',')
     has_learner, recs, src = learner_available(), [], fastsom_hash()
+    missing = {lib for lib in args.libs.split(',') if lib in MODULES and not importable(MODULES[lib])}
     print(f'threads per library: {args.threads}; fastsom learner available: {has_learner}', flush=True)
     for case in cases:
         save(case)
         for lib in args.libs.split(','):
-            if why := skip_reason(lib, case, has_learner):
+            if why := skip_reason(lib, case, has_learner, missing):
                 recs.append(dict(lib=lib, case=case, status=why, load1=os.getloadavg()[0])); continue
             for seed in range(args.repeats):
                 recs.append(run_one(lib, case, seed, args))

@@ -69,8 +69,36 @@ def somoclu(x, rows, cols, epochs, seed):
     som.train(np.ascontiguousarray(x), epochs=epochs)  # batch SOM in C++/OpenMP
     return som.codebook.reshape(rows, cols, -1)  # already (n_rows, n_columns, dim)
 
+def _quicksom(module, x, rows, cols, epochs, seed):
+    import importlib, torch
+    np.random.seed(seed); torch.manual_seed(seed)  # its init is np.random.randn, its loader shuffles with torch's RNG
+    som = importlib.import_module(module).SOM(rows, cols, x.shape[1], n_epoch=epochs)  # defaults: alpha None, i.e.
+    # units / batches per epoch; sigma sqrt(units)/2; both times (1 - samples seen / total), linear to 0; random
+    # normal init (no PCA); no wrap; fit's batch_size 20 (its README example and quicksom_fit use 100, which makes
+    # alpha 5x larger and diverges on digits and wine). num_workers 0, not os.cpu_count(), so it keeps to the thread
+    # count (the data is in memory); no log file in the cwd. fit then computes its U-matrix and all-to-all distances
+    som.fit(x, logfile=None, num_workers=0)
+    return np.asarray(som.centroids).reshape(rows, cols, -1)  # locations (i, j) for i < m for j < n: row-major
+
+def quicksom(x, rows, cols, epochs, seed): return _quicksom('quicksom.som', x, rows, cols, epochs, seed)
+def quicksom_jax(x, rows, cols, epochs, seed): return _quicksom('quicksom.somax', x, rows, cols, epochs, seed)
+
+def simpsom(x, rows, cols, epochs, seed):
+    import simpsom as sps
+    net = sps.SOMNet(rows, cols, x, random_seed=seed)  # defaults: PCA init, no PBC, euclidean; hexagonal lattice only
+    # train's defaults: the batch algorithm (one update per pass), sigma max(size)/2 -> 1, exponential; no learning
+    # rate in batch mode. Its default epochs (10 x samples) are meant for online training; the case's are used.
+    # batch_size only splits the sums over samples (same result); its default, the whole data at once, builds
+    # (n, units, D) float64 arrays, which would not fit in memory on blobs and large
+    net.train(epochs=epochs, batch_size=max(1, 2 ** 24 // (rows * cols * x.shape[1])))
+    w = np.array([n.weights for n in net.node_list])  # nodes for x < width for y < height: column-major
+    return w.reshape(cols, rows, -1).transpose(1, 0, 2)
+
+LATTICE = {'simpsom': 'hex'}  # odd rows shifted right by half a unit; the others are rectangular
+
 LIBS = {'fastsom': fastsom, 'fastsom-learner': fastsom_learner, 'minisom-online': minisom_online,
-        'minisom-batch': minisom_batch, 'xpysom': xpysom, 'torchsom': torchsom, 'somoclu': somoclu}
+        'minisom-batch': minisom_batch, 'xpysom': xpysom, 'torchsom': torchsom, 'somoclu': somoclu,
+        'quicksom': quicksom, 'quicksom-jax': quicksom_jax, 'simpsom': simpsom}
 
 if __name__ == '__main__':
     lib, case, seed, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -83,4 +111,4 @@ if __name__ == '__main__':
     fit_s = time.perf_counter() - t0
     assert cb.shape == (rows, cols, x.shape[1]), cb.shape
     np.save(out + '.npy', np.asarray(cb, dtype=np.float32))
-    json.dump({'fit_s': fit_s, 'threads': torch.get_num_threads()}, open(out + '.json', 'w'))
+    json.dump({'fit_s': fit_s, 'threads': torch.get_num_threads(), 'lattice': LATTICE.get(lib, 'rect')}, open(out + '.json', 'w'))
