@@ -10,4 +10,5 @@ from .distributed import *
 from .cli import save_som, load_som
 from fastai.learner import load_learner
 
-__all__ = [n for m in (grid, functions, som, data, learner, interp, distributed) for n in m.__all__] + ['save_som', 'load_som', 'load_learner']
+__all__ = ([n for m in (grid, functions, som, data, learner, interp, distributed) for n in m.__all__]
+           + ['save_som', 'load_som', 'load_learner'])

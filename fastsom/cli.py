@@ -30,14 +30,16 @@ FORMAT_VERSION = 1
 def _name_of(f, table:dict, what:str)->str:
     for k, v in table.items():
         if v is f: return k
-    raise ValueError(f"A custom {what} function cannot be stored in a safe model file: use a built-in one ({list(table)}), or `learn.export()` (pickle).")
+    raise ValueError(f"A custom {what} function cannot be stored in a safe model file: "
+                     f"use a built-in one ({list(table)}), or `learn.export()` (pickle).")
 
 # %% ../nbs/07_cli.ipynb #a46d607d
 def som_config(som:Som)->dict:
     "The constructor arguments of `som`, as plain values"
     g = som.grid
     return dict(size=list(g.shape), n_features=som.n_features, topology=g.topology, toroidal=g.toroidal,
-                dist=_name_of(som.dist, distances, 'distance'), neigh=_name_of(som.neigh, neighbourhoods, 'neighbourhood'),
+                dist=_name_of(som.dist, distances, 'distance'),
+                neigh=_name_of(som.neigh, neighbourhoods, 'neighbourhood'),
                 update=som.update)
 
 # %% ../nbs/07_cli.ipynb #69a0c0b5
@@ -49,9 +51,9 @@ def save_som(
 )->Path:
     "Save `som` and its preprocessing in a file that `load_som` reads without unpickling code"
     path = Path(path)
-    d = dict(format='fastsom', format_version=FORMAT_VERSION, fastsom_version=fastsom.__version__, config=som_config(som),
-             codebook=som.codebook.detach().cpu().clone(), preprocessor=None if preprocessor is None else preprocessor.state_dict(),
-             meta=meta)
+    d = dict(format='fastsom', format_version=FORMAT_VERSION, fastsom_version=fastsom.__version__,
+             config=som_config(som), codebook=som.codebook.detach().cpu().clone(),
+             preprocessor=None if preprocessor is None else preprocessor.state_dict(), meta=meta)
     tmp = path.with_name(path.name + '.tmp')
     torch.save(d, tmp)
     os.replace(tmp, path)
@@ -139,10 +141,13 @@ def load_som(
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"No model file at {path}.")
     try: d = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-    except Exception as e: raise ValueError(f"{path} is not a readable fastsom model file (truncated, or not written by fastsom?): {str(e).splitlines()[0][:200]}") from None
+    except Exception as e: raise ValueError(f"{path} is not a readable fastsom model file (truncated, "
+                                            f"or not written by fastsom?): {str(e).splitlines()[0][:200]}") from None
     if not isinstance(d, dict) or d.get('format') != 'fastsom': raise ValueError(f"{path} is not a fastsom model file.")
     if d.get('format_version') != FORMAT_VERSION:
-        raise ValueError(f"{path} has model format {d.get('format_version')} (fastsom {d.get('fastsom_version')}), this fastsom {fastsom.__version__} reads format {FORMAT_VERSION}: retrain it, or load it with that fastsom version.")
+        raise ValueError(f"{path} has model format {d.get('format_version')} (fastsom {d.get('fastsom_version')}), "
+                         f"this fastsom {fastsom.__version__} reads format {FORMAT_VERSION}: retrain it, "
+                         "or load it with that fastsom version.")
     try:
         cfg = _check_config(d.get('config'))
         n_units = cfg['size'][0] * cfg['size'][1]
@@ -285,7 +290,8 @@ def read_table(path)->pd.DataFrame|Path:
     if ext not in readers: raise ValueError(f"Cannot read {path.name}: use a .csv, .parquet or .npy file.")
     try: df = readers[ext](path)
     except ImportError as e: raise ValueError(f"Reading Parquet needs pyarrow: pip install pyarrow ({e}).") from None
-    except Exception as e: raise ValueError(f"Cannot read {path} as {ext[1:]}: {str(e).splitlines()[0][:200]}") from None
+    except Exception as e: raise ValueError(f"Cannot read {path} as {ext[1:]}: "
+                                            f"{str(e).splitlines()[0][:200]}") from None
     if len(df) == 0: raise ValueError(f"{path} has no rows (only a header): add data rows.")
     return df
 
@@ -330,7 +336,6 @@ def draw(
     meta:dict|None=None, # the model file's meta: per-unit `hits` and majority `unit_labels`
 ):
     "The matplotlib figure of one kind of picture of a trained map"
-    import matplotlib.pyplot as plt
     from fastsom.interp import plot_lattice, plot_categories
     meta = meta or {}
     if kind not in plot_kinds: raise ValueError(f"Unknown plot kind {kind!r}: choose one of {list(plot_kinds)}.")
@@ -340,8 +345,10 @@ def draw(
         hits = np.asarray(meta['hits'], dtype=float)
         res = plot_lattice(som.grid, np.where(hits > 0, hits, np.nan), title='Hits (blank: no sample)')
     elif kind == 'labels':
-        if meta.get('unit_labels') is None: raise ValueError("This model was trained without labels: train with --label COLUMN to draw a label map.")
-        res = plot_categories(som.grid, meta['unit_labels'], title=f"Majority {meta.get('label_name') or 'label'} (blank: no sample)")
+        if meta.get('unit_labels') is None:
+            raise ValueError("This model was trained without labels: train with --label COLUMN to draw a label map.")
+        title = f"Majority {meta.get('label_name') or 'label'} (blank: no sample)"
+        res = plot_categories(som.grid, meta['unit_labels'], title=title)
     else:
         it = _interp_of(som, pre)
         res = dict(umatrix=it.plot_umatrix, codebook=it.plot_codebook, planes=it.plot_component_planes)[kind]()
@@ -413,7 +420,8 @@ def _stale(out:Path)->list:
 def recover_output(
     out:Path, # an output folder of `fastsom train`
 )->bool:
-    "Put back the old output of a replace a crash interrupted; delete the stale temporary folders of fastsom beside `out`"
+    ("Put back the old output of a replace a crash interrupted; "
+     "delete the stale temporary folders of fastsom beside `out`")
     stale = _stale(out)
     olds = [p for kind, p in stale if kind == 'old' and _is_whole(p)]
     back = max(olds, key=lambda p: p.stat().st_mtime) if olds and not os.path.lexists(out) else None
@@ -434,7 +442,8 @@ def _guard(out:Path, inputs:list, what:str):
                (Path.home(), 'your home folder')]
     for p, name in guarded:
         p = p.resolve()
-        if r == p or r in p.parents: refuse(f"it {'is' if r == p else 'holds'} {name}; choose a new {what} with --output")
+        if r == p or r in p.parents: refuse(f"it {'is' if r == p else 'holds'} {name}; "
+                                            f"choose a new {what} with --output")
     if out.is_symlink(): refuse(f"it is a symbolic link; pass the {what} it points to, or a new one")
     return refuse
 
@@ -448,14 +457,16 @@ def check_output(
     refuse = _guard(out, inputs, 'folder')
     if not out.is_dir(): refuse("it is a file, not an output folder; choose a new folder with --output")
     if not force:
-        raise FileExistsError(f"Output folder {out} exists: pass --force to replace it, or choose another with --output.")
+        raise FileExistsError(f"Output folder {out} exists: pass --force to replace it, "
+                              "or choose another with --output.")
     files = _marker_files(out)
     if files is None or not (out / 'model.pt').is_file():
         refuse(f"it is not an output of fastsom (no model.pt and {MARKER}), and --force only replaces those")
     foreign = sorted(set(os.listdir(out)) - set(files) - {MARKER})
     if foreign:
         listed = ', '.join(foreign[:5]) + (', ...' if len(foreign) > 5 else '')
-        refuse(f"it holds files fastsom did not write ({listed}); move them out, or choose another folder with --output")
+        refuse(f"it holds files fastsom did not write ({listed}); move them out, "
+               "or choose another folder with --output")
 
 def check_file(
     out:Path, # the file `fastsom predict` or `fastsom plot` writes
@@ -536,7 +547,9 @@ def _write_outputs(folder:Path, learn, interp, s:dict, metrics:dict, labels:bool
     "Model, codebook, metrics and pictures of a trained learner into `folder`"
     import matplotlib.pyplot as plt
     hits = interp.activation_response().reshape(-1)
-    unit_labels = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in interp.majority_labels().reshape(-1).tolist()] if labels else None
+    missing = lambda v: v is None or (isinstance(v, float) and np.isnan(v))
+    unit_labels = None
+    if labels: unit_labels = [None if missing(v) else str(v) for v in interp.majority_labels().reshape(-1).tolist()]
     meta = dict(settings=s, metrics=metrics, hits=[int(h) for h in hits.tolist()], unit_labels=unit_labels,
                 label_name=interp.label_name if labels else None, feature_names=list(learn.dls.feature_names))
     save_som(folder / 'model.pt', learn.model, learn.dls.preprocessor, **meta)
@@ -577,9 +590,9 @@ def train(
         if data is None: _quiet_blank_pixels()
         dls = make_dls(df, labels, cat, bs=None if s['bs'] == 'auto' else s['bs'], valid_pct=s['valid_pct'],
                        seed=s['seed'], norm=None if s['norm'] == 'none' else s['norm'])
-    learn = som_learner(dls, size=(s['rows'], s['cols']), topology=s['topology'], toroidal=s['toroidal'], init=s['init'],
-                        update=s['update'], sigma=None if s['sigma'] == 'auto' else s['sigma'], lr=s['alpha'],
-                        sched=s['schedule'], seed=s['seed'])
+    learn = som_learner(dls, size=(s['rows'], s['cols']), topology=s['topology'], toroidal=s['toroidal'],
+                        init=s['init'], update=s['update'], sigma=None if s['sigma'] == 'auto' else s['sigma'],
+                        lr=s['alpha'], sched=s['schedule'], seed=s['seed'])
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -590,16 +603,19 @@ def train(
             learn.logger = partial(_epoch_line, learn)
             with learn.no_bar(): learn.fit(s['epochs'])
     secs = time.perf_counter() - start
-    with learn.no_bar(): interp = SomInterpretation.from_learner(learn, dl=dls.train.new(shuffle=False, drop_last=False))
+    with learn.no_bar():
+        interp = SomInterpretation.from_learner(learn, dl=dls.train.new(shuffle=False, drop_last=False))
     metrics = dict(qe=interp.dists.mean().item(), te=learn.model.topographic_error(interp.x), seconds=round(secs, 3),
-                   rows=len(interp.x), bs=dls.train.bs, units_hit=float((interp.activation_response() > 0).float().mean()),
+                   rows=len(interp.x), bs=dls.train.bs,
+                   units_hit=float((interp.activation_response() > 0).float().mean()),
                    settings=s)
     new = _write_new(out, lambda folder: _write_outputs(folder, learn, interp, s, metrics, labels=bool(labels)),
                      _output_names(bool(labels)))
     _replace(out, new, inputs)
     if not quiet:
-        print(f"Trained a {s['rows']}x{s['cols']} {s['topology']} map on {metrics['rows']:,} rows x {dls.n_features} features "
-              f"in {secs:.1f}s: QE {metrics['qe']:.4f}, TE {metrics['te']:.4f}, {metrics['units_hit']:.0%} of units hit.\nWrote {out}/: "
+        print(f"Trained a {s['rows']}x{s['cols']} {s['topology']} map on {metrics['rows']:,} rows x {dls.n_features} "
+              f"features in {secs:.1f}s: QE {metrics['qe']:.4f}, TE {metrics['te']:.4f}, "
+              f"{metrics['units_hit']:.0%} of units hit.\nWrote {out}/: "
               + ', '.join(_marker_files(out)))
     return metrics
 
@@ -616,7 +632,8 @@ def predict(
     raw = np.load(df) if isinstance(df, Path) else df
     x = pre.encode(raw) if pre is not None else torch.as_tensor(np.asarray(raw, dtype=np.float32))
     idx, dist = som.search(x)
-    res = pd.DataFrame(dict(row=(idx[:, 0] // som.grid.cols).numpy(), col=(idx[:, 0] % som.grid.cols).numpy(), distance=dist[:, 0].numpy()))
+    row, col = idx[:, 0] // som.grid.cols, idx[:, 0] % som.grid.cols
+    res = pd.DataFrame(dict(row=row.numpy(), col=col.numpy(), distance=dist[:, 0].numpy()))
     if output is None: res.to_csv(sys.stdout, index=False)
     else: _write_file(Path(output), lambda tmp: res.to_csv(tmp, index=False))
     return res
@@ -649,31 +666,36 @@ def _parser()->argparse.ArgumentParser:
     p = _Parser(prog='fastsom', description="Train Self-Organizing Maps and look at them.")
     sub = p.add_subparsers(dest='command', required=True, metavar='{train,predict,plot}')
     t = sub.add_parser('train', help="train a map and write model, codebook, metrics and pictures",
-                       description="Train a map on DATA (default: scikit-learn's digits) and write model.pt, codebook.csv, metrics.json "
-                       "and PNGs (umatrix, hits, planes, codebook, labels) into the output folder. Defaults come from "
-                       "settings.ini ([fastsom] section) in the current folder; flags override them.")
+                       description="Train a map on DATA (default: scikit-learn's digits) and write model.pt, "
+                                   "codebook.csv, metrics.json and PNGs (umatrix, hits, planes, codebook, labels) "
+                                   "into the output folder. Defaults come from settings.ini ([fastsom] section) "
+                                   "in the current folder; flags override them.")
     t.add_argument('data', nargs='?', help="a .csv, .parquet or .npy file (default: scikit-learn's digits)")
     t.add_argument('--settings', help="settings file (default: ./settings.ini when present)")
     t.add_argument('--output', '-o', help=f"output folder (default setting: {DEFAULTS['output']})")
     t.add_argument('--force', action='store_true', help="replace the output folder if it is an output of fastsom")
-    t.add_argument('--label', action='append', help="a label column: kept out of training, drawn as the label map (repeatable)")
+    t.add_argument('--label', action='append', help="a label column: kept out of training, "
+                                                    "drawn as the label map (repeatable)")
     t.add_argument('--cat', action='append', help="a categorical column, one-hot encoded (repeatable)")
     t.add_argument('--quiet', '-q', action='store_true', help="no progress bar or summary")
     helps = dict(rows="map rows", cols="map columns", topology="lattice", epochs="passes over the data",
                  bs="batch size (auto: from the training rows)", schedule="alpha and sigma schedule",
-                 alpha="starting learning rate", sigma="starting radius (auto: half the longer side)", update="update rule",
+                 alpha="starting learning rate", sigma="starting radius (auto: half the longer side)",
+                 update="update rule",
                  init="codebook initialisation", norm="normalisation (none to skip)",
                  valid_pct="share of rows held out for validation", seed="random seed")
     for k, h in helps.items():  # values are checked by `read_settings`, so flags and the file get the same messages
         t.add_argument(f'--{k}', metavar='{' + ','.join(_choices[k]) + '}' if k in _choices else k.upper(),
                        help=f"{h} (default setting: {DEFAULTS[k]})")
-    t.add_argument('--toroidal', action=argparse.BooleanOptionalAction, default=None, help="wrap the lattice around (default setting: no)")
+    t.add_argument('--toroidal', action=argparse.BooleanOptionalAction, default=None,
+                   help="wrap the lattice around (default setting: no)")
     pr = sub.add_parser('predict', help="write the BMU of each row of a data file as CSV",
                         description="Write row, col and distance of the best matching unit of each row of DATA as CSV.")
     pr.add_argument('model', help="model.pt written by fastsom train")
     pr.add_argument('data', help="a .csv, .parquet or .npy file with the training columns")
     pr.add_argument('--output', '-o', help="CSV file to write (default: standard output)")
-    pl = sub.add_parser('plot', help="redraw a picture of a trained map", description="Redraw one picture of a trained map as PNG.")
+    pl = sub.add_parser('plot', help="redraw a picture of a trained map",
+                        description="Redraw one picture of a trained map as PNG.")
     pl.add_argument('model', help="model.pt written by fastsom train")
     pl.add_argument('--kind', '-k', choices=plot_kinds, default='umatrix', help="which picture (default: umatrix)")
     pl.add_argument('--output', '-o', help="PNG file to write (default: KIND.png beside the model)")
@@ -698,5 +720,6 @@ def main(argv:list|None=None)->int:
 # %% ../nbs/07_cli.ipynb #773f1ee8
 def cli():
     "The `fastsom` console script"
-    warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.* is deprecated')  # raised by an import inside fastai
+    # raised by an import inside fastai
+    warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.* is deprecated')
     sys.exit(main())

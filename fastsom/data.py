@@ -44,7 +44,8 @@ def _check_rows(n:int, what='data'):
 
 # %% ../nbs/03_data.ipynb #2a44e2ac
 def _as_2d(x)->Tensor:
-    "`x` (tensor, array, list) as a 2-D float32 tensor: no copy when it already is one; a read-only array is read in place"
+    ("`x` (tensor, array, list) as a 2-D float32 tensor: no copy when it already is one; "
+     "a read-only array is read in place")
     if isinstance(x, pd.DataFrame): raise TypeError("Got a DataFrame: use `SomDataLoaders.from_df`.")
     if not isinstance(x, Tensor):
         a = np.asarray(x)
@@ -131,7 +132,8 @@ class _ColStats:
         "Account for the NaN of each column being replaced by `v`"
         m, v = self.n_nan, np.asarray(v, dtype=np.float64)
         self._merge(m, v, np.zeros_like(m))
-        self.lo, self.hi = np.where(m > 0, np.minimum(self.lo, v), self.lo), np.where(m > 0, np.maximum(self.hi, v), self.hi)
+        self.lo = np.where(m > 0, np.minimum(self.lo, v), self.lo)
+        self.hi = np.where(m > 0, np.maximum(self.hi, v), self.hi)
 
     @property
     def var(self): return self.m2 / np.maximum(self.n, 1)
@@ -140,8 +142,10 @@ class _ColStats:
 def _check_options(norm, fill_missing, cat_weight='balanced'):
     if norm not in norms: raise ValueError(f"Unknown norm {norm!r}: choose one of {norms}.")
     if not (fill_missing is None or fill_missing in fill_options or
-            (isinstance(fill_missing, numbers.Real) and not isinstance(fill_missing, bool) and math.isfinite(fill_missing))):
-        raise ValueError(f"Unknown fill_missing {fill_missing!r}: use None (NaN is an error), 'mean', 'median' or a number.")
+            (isinstance(fill_missing, numbers.Real) and not isinstance(fill_missing, bool)
+             and math.isfinite(fill_missing))):
+        raise ValueError(f"Unknown fill_missing {fill_missing!r}: use None (NaN is an error), 'mean', "
+                         "'median' or a number.")
     if not (cat_weight == 'balanced' or
             (isinstance(cat_weight, numbers.Real) and not isinstance(cat_weight, bool) and cat_weight > 0)):
         raise ValueError(f"Unknown cat_weight {cat_weight!r}: use 'balanced' or a positive number (1 is raw one-hot).")
@@ -159,8 +163,10 @@ class SomPreprocessor:
         col_order=None, # order of the raw columns in array input and in `decode` (default: continuous then categorical)
     ):
         _check_options(norm, fill_missing, cat_weight)
-        self.cont_names, self.cat_names, self.label_names = _listify(cont_names), _listify(cat_names), _listify(label_names)
-        if not self.cont_names and not self.cat_names: raise ValueError("No feature columns: name at least one continuous or categorical column.")
+        self.cont_names, self.cat_names = _listify(cont_names), _listify(cat_names)
+        self.label_names = _listify(label_names)
+        if not self.cont_names and not self.cat_names:
+            raise ValueError("No feature columns: name at least one continuous or categorical column.")
         self.norm, self.fill_missing, self.cat_weight = norm, fill_missing, cat_weight
         self.col_order = _listify(col_order) or self.cont_names + self.cat_names
         if sorted(self.col_order) != sorted(self.cont_names + self.cat_names):
@@ -219,7 +225,8 @@ def _df_inputs(self:SomPreprocessor, df:pd.DataFrame):
     bad = [c for c in self.cont_names if not _is_numeric(df[c])]
     if bad: raise TypeError(f"Continuous column(s) {_fmt(bad)} are not numeric ({df[bad[0]].dtype}): convert them, "
                             "e.g. with pd.to_numeric, or name them in cat_names.")
-    a = df[self.cont_names].to_numpy(dtype=np.float32, na_value=np.nan) if self.cont_names else np.zeros((len(df), 0), np.float32)
+    if self.cont_names: a = df[self.cont_names].to_numpy(dtype=np.float32, na_value=np.nan)
+    else: a = np.zeros((len(df), 0), np.float32)
     x = torch.from_numpy(a if a.flags.writeable else a.copy())
     return x, (df[self.cat_names] if self.cat_names else None)
 
@@ -238,12 +245,13 @@ def _frame(o)->pd.DataFrame:
     return o
 
 def _rows(data):
-    """Rows given one by one (a `Series`, a dict, a list of those or of DataFrames, as `Learner.predict` passes `[item]`)
-    as one DataFrame, a list of 1-D or 2-D tensors as one tensor; other data as is"""
+    """Rows given one by one (a `Series`, a dict, a list of those or of DataFrames, as `Learner.predict` passes
+    `[item]`) as one DataFrame, a list of 1-D or 2-D tensors as one tensor; other data as is"""
     if isinstance(data, (pd.Series, dict)): return _frame(data)
-    if isinstance(data, (list, tuple)) and len(data) and all(isinstance(o, (pd.Series, dict, pd.DataFrame)) for o in data):
+    seq = isinstance(data, (list, tuple)) and len(data)
+    if seq and all(isinstance(o, (pd.Series, dict, pd.DataFrame)) for o in data):
         return pd.concat([_frame(o) for o in data], ignore_index=True).infer_objects()
-    if isinstance(data, (list, tuple)) and len(data) and all(isinstance(o, Tensor) and o.ndim in (1, 2) for o in data):
+    if seq and all(isinstance(o, Tensor) and o.ndim in (1, 2) for o in data):
         return torch.cat([torch.atleast_2d(o) for o in data])
     return data
 
@@ -274,10 +282,12 @@ def _fit_cont(self:SomPreprocessor, st:_ColStats, x=None)->float:
     _missing_error(st.n_nan, st.n_inf, self.cont_names, self.fill_missing)
     if self.fill_missing is not None:
         empty = [c for c, k in zip(self.cont_names, st.n) if k == 0]
-        if empty: raise ValueError(f"Continuous column(s) {_fmt(empty)} have no values at all in the training split: drop them.")
+        if empty: raise ValueError(f"Continuous column(s) {_fmt(empty)} have no values at all in the training split: "
+                                   "drop them.")
         if self.fill_missing == 'mean': v = st.mean.copy()
         elif self.fill_missing == 'median':
-            if x is None: raise ValueError("fill_missing='median' needs the data in memory: use 'mean' or a number when streaming.")
+            if x is None: raise ValueError("fill_missing='median' needs the data in memory: "
+                                           "use 'mean' or a number when streaming.")
             v = np.nanmedian(np.asarray(x.cpu(), dtype=np.float64), axis=0)
         else: v = np.full(nc, float(self.fill_missing))
         st.fill(v)
@@ -423,7 +433,8 @@ def decode(self:SomPreprocessor,
     t:Tensor, # encoded rows or codebook vectors, (n, n_features)
     probs:bool=False, # add a `'{column}_{level}'` column with the share of each level
 )->pd.DataFrame:
-    "Rows in original units (continuous columns as floats) with category names (the most likely level of each one-hot block)"
+    ("Rows in original units (continuous columns as floats) "
+     "with category names (the most likely level of each one-hot block)")
     d = self.denormalize(t).cpu()
     cols = {c: d[:, j].numpy() for j, c in enumerate(self.cont_names)}
     off = len(self.cont_names)
@@ -436,7 +447,8 @@ def decode(self:SomPreprocessor,
             p = torch.where(tot > 0, blk / tot.clamp(min=1e-30), 1 / len(lv))
             cols.update({f'{c}_{l}': p[:, i].numpy() for i, l in enumerate(lv)})
         off += len(lv)
-    order = [k for c in self.col_order for k in [c] + ([f'{c}_{l}' for l in self.levels[c]] if probs and c in self.levels else [])]
+    shares = lambda c: [f'{c}_{l}' for l in self.levels[c]] if probs and c in self.levels else []
+    order = [k for c in self.col_order for k in [c] + shares(c)]
     return pd.DataFrame({k: cols[k] for k in order})
 
 # %% ../nbs/03_data.ipynb #ce437333
@@ -446,14 +458,17 @@ _state_keys = ('cont_names', 'cat_names', 'label_names', 'norm', 'fill_missing',
 def state_dict(self:SomPreprocessor)->dict:
     "Everything needed to rebuild the preprocessor, as plain Python values and tensors"
     d = {k: getattr(self, k) for k in _state_keys}
-    d['fill_missing'] = self.fill_missing if isinstance(self.fill_missing, (str, type(None))) else float(self.fill_missing)
+    fm = self.fill_missing
+    d['fill_missing'] = fm if isinstance(fm, (str, type(None))) else float(fm)
     d['cat_weight'] = self.cat_weight if isinstance(self.cat_weight, str) else float(self.cat_weight)
     d.update(version=1, levels={c: list(v) for c, v in self.levels.items()},
              shift=self.shift, scale=self.scale, fill=self.fill, weights=self.weights)
     return d
 
 @patch(cls_method=True)
-def from_state_dict(cls:SomPreprocessor, d:dict)->SomPreprocessor:
+def from_state_dict(cls:SomPreprocessor,
+    d:dict, # what `SomPreprocessor.state_dict()` returned (plain values and tensors)
+)->SomPreprocessor:
     "Rebuild a fitted preprocessor from `state_dict()`"
     res = cls(**{k: d[k] for k in _state_keys})
     res.levels = {c: list(v) for c, v in d['levels'].items()}
@@ -502,7 +517,12 @@ def __getitem__(self:NpyRows, i):
 # %% ../nbs/03_data.ipynb #26731a46
 class SomDataset:
     "One split: encoded rows `x`, aligned `labels`, their positions `rows` in the source data, and the `preprocessor`"
-    def __init__(self, x, labels=None, preprocessor:SomPreprocessor|None=None, rows=None):
+    def __init__(self,
+        x, # encoded rows, (n, n_features) float tensor (or a memory-mapped `NpyRows`)
+        labels=None, # one label per row kept aside for the plots, or `None`
+        preprocessor:SomPreprocessor|None=None, # the fitted encoding, to decode rows back to original units
+        rows=None, # positions of the rows in the source data, or `None`
+    ):
         self.x, self.labels, self.preprocessor, self.rows = x, labels, preprocessor, rows
     def __len__(self): return len(self.x)
     def __getitem__(self, i): x = self.x[i]; return (x, x)
@@ -534,7 +554,11 @@ class SomDataLoader(DataLoader):
     rows = property(lambda self: self.dataset.rows, doc="Positions of the rows of `x` in the source data")
     preprocessor = property(lambda self: self.dataset.preprocessor)
 
-    def new(self, dataset=None, cls=None, **kwargs):
+    def new(self,
+        dataset=None, # the `SomDataset` of the copy; `None` keeps this one
+        cls=None, # class of the copy; `None` keeps this one
+        **kwargs,
+    ):
         "A copy with some attributes changed (what `get_preds` and `test_dl` use)"
         return super().new(dataset, cls, **{'seed': self.seed, **kwargs})
 
@@ -546,12 +570,16 @@ def get_idxs(self:SomDataLoader):
     return torch.randperm(self.n, generator=_generator(None if self.seed is None else self.seed + self.epoch))
 
 @patch
-def set_epoch(self:SomDataLoader, epoch:int):
+def set_epoch(self:SomDataLoader,
+    epoch:int, # epoch number, from 0: the shuffling seed is `seed + epoch`
+):
     "Shuffle the next pass as epoch `epoch` (from `seed + epoch`, as `Som.fit`): a resumed training sees the same order"
     self.epoch = _check_int('epoch', epoch, lo=0)
 
 @patch
-def create_batches(self:SomDataLoader, idxs):
+def create_batches(self:SomDataLoader,
+    idxs, # row indices in the order of this pass (a `range` when not shuffled)
+):
     "Batches of rows of `x` in order `idxs`: views for a contiguous range, one gather per batch otherwise"
     x, bs = self.x, self.bs
     if len(idxs) == 0: return
@@ -598,7 +626,10 @@ def sample(self:SomDataLoader,
 
 # %% ../nbs/03_data.ipynb #51c46f27
 @patch
-def decode(self:SomDataLoader, t, probs:bool=False)->pd.DataFrame:
+def decode(self:SomDataLoader,
+    t, # encoded rows (n, n_features), or a batch whose first element they are
+    probs:bool=False, # add a `'{column}_{level}'` column with the share of each level
+)->pd.DataFrame:
     "Decode encoded rows `t` (or the inputs of batch `t`) with the preprocessor"
     return self.preprocessor.decode(t[0] if isinstance(t, (tuple, list)) else t, probs=probs)
 
@@ -666,10 +697,15 @@ class SomDataLoaders(DataLoaders):
     cat_names = property(lambda self: self.preprocessor.cat_names)
     label_names = property(lambda self: self.preprocessor.label_names)
 
-    def decode(self, t, probs=False)->pd.DataFrame:
+    def decode(self,
+        t, # encoded rows or codebook vectors, (n, n_features)
+        probs=False, # add a `'{column}_{level}'` column with the share of each level
+    )->pd.DataFrame:
         "Encoded rows or codebook vectors `t` in original units with category names"
         return self.preprocessor.decode(t, probs=probs)
-    def denormalize(self, t)->Tensor:
+    def denormalize(self,
+        t, # encoded rows or codebook vectors, (n, n_features)
+    )->Tensor:
         "Encoded rows or codebook vectors `t` with continuous columns in original units"
         return self.preprocessor.denormalize(t)
 
@@ -702,7 +738,8 @@ def _check_labels(labels, n:int):
     if isinstance(labels, (str, Path)): labels = np.load(labels, mmap_mode='r')
     if isinstance(labels, Tensor): labels = labels.cpu().numpy()
     if not isinstance(labels, (pd.Series, pd.DataFrame, np.ndarray)): labels = np.asarray(labels)
-    if len(labels) != n: raise ValueError(f"labels has {len(labels)} rows but the data has {n}: pass one label per row.")
+    if len(labels) != n: raise ValueError(f"labels has {len(labels)} rows but the data has {n}: "
+                                          "pass one label per row.")
     empty = _empty_labels(labels)
     if empty: raise ValueError(f"Label column(s) {_fmt(empty)} have no values (all missing): drop them (from "
                                "label_names), or fill them.")
@@ -725,12 +762,14 @@ _fastai_options = dict(  # fastai's `TabularDataLoaders`/`TabularPandas` options
     shuffle_train="use shuffle= (the training loader's; the validation loader is never shuffled)",
     val_shuffle="the validation loader is never shuffled", num_workers="batches are slices of one tensor: no workers",
     n="an epoch is one pass over every training row: subsample the data to train on fewer rows",
-    dl_type=_loaders_hint, dl_kwargs=_loaders_hint, do_setup=_setup_hint, inplace=_setup_hint, reduce_memory=_setup_hint,
+    dl_type=_loaders_hint, dl_kwargs=_loaders_hint,
+    do_setup=_setup_hint, inplace=_setup_hint, reduce_memory=_setup_hint,
     skipinitialspace="pass pd.read_csv's options as csv_kwargs=, e.g. csv_kwargs=dict(skipinitialspace=True)",
 )
 
 def _check_kwargs(fname:str, kwargs:dict)->dict:
-    "The options `kwargs` of builder `fname`, checked before any work: fastai-only and unknown names refused, ints as ints"
+    ("The options `kwargs` of builder `fname`, checked before any work: fastai-only and unknown names refused, "
+     "ints as ints")
     for k in kwargs:
         if k in _fastai_options: raise TypeError(f"{fname}() does not take fastai's {k}=: {_fastai_options[k]}.")
         if k not in _options:
@@ -785,7 +824,8 @@ def from_tensor(cls:SomDataLoaders,
     xt = x if tr is None else rows(tr)
     prep.fit(xt)
     xs = _writable(prep._encode_cont(xt, inplace=not _shares(xt, src)), src), prep._encode_cont(rows(va), inplace=True)
-    return cls._from_splits(prep, xs, labels, (tr, va), shuffle=shuffle, drop_last=drop_last, device=device, path=path, **o)
+    return cls._from_splits(prep, xs, labels, (tr, va), shuffle=shuffle, drop_last=drop_last, device=device, path=path,
+                            **o)
 
 # %% ../nbs/03_data.ipynb #0672395e
 @patch(cls_method=True)
@@ -806,19 +846,23 @@ def _df_names(df, cont_names, cat_names, label_names):
     cont = None if cont_names is None else _listify(cont_names)
     for role, names in (('cont_names', cont or []), ('cat_names', cat), ('label_names', lab)):
         lost = [c for c in names if c not in df.columns]
-        if lost: raise KeyError(f"Unknown column(s) {_fmt(lost)} in {role}: the DataFrame has columns {_fmt(df.columns)}.")
+        if lost: raise KeyError(f"Unknown column(s) {_fmt(lost)} in {role}: "
+                                f"the DataFrame has columns {_fmt(df.columns)}.")
         if len(set(names)) != len(names): raise ValueError(f"{role} names a column twice: {names}.")
     named = (cont or []) + cat + lab
     twice = sorted({c for c in named if named.count(c) > 1})
-    if twice: raise ValueError(f"Column(s) {twice} have more than one role: name each in only one of cont_names, cat_names, label_names.")
+    if twice: raise ValueError(f"Column(s) {twice} have more than one role: name each in only one of cont_names, "
+                               "cat_names, label_names.")
     if cont is None:
         rest = [c for c in df.columns if c not in cat and c not in lab]
         bad = [c for c in rest if not _is_numeric(df[c])]
-        if bad: raise TypeError(f"Column(s) {_fmt(bad)} are not numeric ({df[bad[0]].dtype}) and not named as categorical "
-                                "or label columns: pass them in cat_names (one-hot encoded) or label_names (kept aside), "
+        if bad: raise TypeError(f"Column(s) {_fmt(bad)} are not numeric ({df[bad[0]].dtype}) "
+                                "and not named as categorical or label columns: "
+                                "pass them in cat_names (one-hot encoded) or label_names (kept aside), "
                                 "or drop them from the DataFrame.")
         cont = rest
-    if not cont and not cat: raise ValueError("The DataFrame has no feature columns: name them in cont_names or cat_names.")
+    if not cont and not cat: raise ValueError("The DataFrame has no feature columns: "
+                                              "name them in cont_names or cat_names.")
     return cont, cat, lab
 
 # %% ../nbs/03_data.ipynb #9ea3fd62
@@ -836,10 +880,13 @@ def from_df(cls:SomDataLoaders,
 )->SomDataLoaders:
     "`SomDataLoaders` from a DataFrame of continuous, categorical and label columns"
     kwargs = _check_kwargs('from_df', kwargs)
-    given = {k: v for k, v in dict(label_names=label_names, label_name=label_name, y_names=y_names).items() if v is not None}
-    if len(given) > 1: raise TypeError(f"from_df() got {' and '.join(given)}: they are aliases (label_names is fastsom's "
-                                       "name, y_names fastai's), pass the label columns once.")
-    if not isinstance(df, pd.DataFrame): raise TypeError(f"Expected a DataFrame, got {type(df).__name__}: use from_array or from_tensor.")
+    aliases = dict(label_names=label_names, label_name=label_name, y_names=y_names)
+    given = {k: v for k, v in aliases.items() if v is not None}
+    if len(given) > 1: raise TypeError(f"from_df() got {' and '.join(given)}: "
+                                       "they are aliases (label_names is fastsom's name, y_names fastai's), "
+                                       "pass the label columns once.")
+    if not isinstance(df, pd.DataFrame): raise TypeError(f"Expected a DataFrame, got {type(df).__name__}: "
+                                                         "use from_array or from_tensor.")
     _check_unique(df)
     _check_rows(len(df), 'DataFrame')
     cont, cat, lab = _df_names(df, cont_names, cat_names, next(iter(given.values()), None))
@@ -877,7 +924,8 @@ def from_npy(cls:SomDataLoaders,
     chunk_rows:int=1<<16, # rows read at a time when computing statistics
     **kwargs
 )->SomDataLoaders:
-    "`SomDataLoaders` streaming from a memory-mapped `.npy` file, for data bigger than RAM; `learn.export` writes beside it"
+    ("`SomDataLoaders` streaming from a memory-mapped `.npy` file, for data bigger than RAM; "
+     "`learn.export` writes beside it")
     kwargs, chunk_rows = _check_kwargs('from_npy', kwargs), _check_int('chunk_rows', chunk_rows)
     mm = np.load(path, mmap_mode='r')
     if mm.dtype.kind not in 'biuf': raise TypeError(f"{path} holds {mm.dtype}, not numbers.")
@@ -903,7 +951,7 @@ def from_npy(cls:SomDataLoaders,
 # %% ../nbs/03_data.ipynb #34260175
 @patch
 def test_dl(self:SomDataLoaders,
-    data, # raw rows (DataFrame, array, tensor, list; one row as a `pd.Series` or dict; a list of those), or a `.npy` path
+    data, # raw rows (DataFrame, array, tensor, list; a row as `pd.Series` or dict; a list of those), or a `.npy` path
     labels=None, # one label per row (default: the label columns of a DataFrame, when present)
     bs:int|None=None, # batch size (default: the validation batch size)
     unknown:str='error', # unseen category levels: 'error', or 'zeros' for an all-zero block
@@ -920,7 +968,7 @@ def test_dl(self:SomDataLoaders,
         if isinstance(data, pd.DataFrame): _check_unique(data, p.cont_names + p.cat_names + p.label_names)
         x = p.encode(data, unknown=unknown)
         if (labels is None and isinstance(data, pd.DataFrame) and p.label_names
-            and all(c in data and data[c].notna().any() for c in p.label_names)):  # empty label columns: unlabelled rows
+            and all(c in data and data[c].notna().any() for c in p.label_names)):  # empty label columns: no labels
             labels = _label_frame(data, p.label_names)
     if len(x) == 0: raise ValueError("The test data has no rows.")
     ds = SomDataset(x, _check_labels(labels, len(x)), p, np.arange(len(x)))

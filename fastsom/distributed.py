@@ -11,7 +11,7 @@ import torch.distributed as dist
 from contextlib import contextmanager
 from torch import Tensor
 from fastcore.basics import patch
-from .som import Som, defaults, default_bs, _check_choice, _check_int, _generator, _noop_reduce, inits
+from .som import Som, defaults, default_bs, _check_choice, _check_int, _generator, inits
 
 # %% auto #0
 __all__ = ['rank_world', 'is_main', 'init_distributed', 'all_reduce_stats', 'all_reduce_sum', 'shard', 'longest_shard',
@@ -52,7 +52,9 @@ def all_reduce_stats(
     return buf[:, -1], buf[:, :-1]
 
 # %% ../nbs/06_distributed.ipynb #ef144b73
-def all_reduce_sum(t:Tensor)->Tensor:
+def all_reduce_sum(
+    t:Tensor, # this process's values (any shape), e.g. counts or sums
+)->Tensor:
     "`t` summed over all processes (a copy; `t` itself is left alone)"
     t = t.clone()
     if rank_world()[1] > 1: dist.all_reduce(t)
@@ -115,8 +117,8 @@ def init_distributed_codebook(self:Som,
 def fit_distributed(self:Som,
     x, # this process's shard of the data, e.g. `shard(x)`
     epochs:int=defaults.epochs, # passes over the data
-    bs:int|None=None, # batch size per process (each step trains on `bs * world` rows); default `default_bs(total rows) / world`
-    alpha=None, # learning rate: number, (start, end), or callable of progress; default (`defaults.alpha`, `defaults.alpha_end`)
+    bs:int|None=None, # batch size per process (a step trains on `bs * world` rows); default `default_bs(rows) / world`
+    alpha=None, # learning rate: number, (start, end) or callable of progress; default (`defaults.alpha`, `alpha_end`)
     sigma=None, # neighbourhood radius: number, (start, end), or callable; default `default_sigma(size)`
     schedule=defaults.schedule, # decay of (start, end) pairs: a name in `schedules` or a callable `f(start, end, pos)`
     shuffle:bool=True, # reshuffle the shard every epoch (from `seed + epoch`)
@@ -129,28 +131,38 @@ def fit_distributed(self:Som,
     x, world = self.prep(x), rank_world()[1]
     bs = -(-default_bs(int(all_reduce_sum(torch.tensor(len(x))))) // world) if bs is None else _check_int('bs', bs)
     if init is not None: self.init_distributed_codebook(x, init, seed)
-    return self.fit_batches(sharded_batches(x, bs, shuffle, seed), epochs, math.ceil(longest_shard(x) / bs), alpha, sigma,
-                            schedule, reduce=all_reduce_stats, start_epoch=start_epoch, after_epoch=after_epoch)
+    return self.fit_batches(sharded_batches(x, bs, shuffle, seed), epochs, math.ceil(longest_shard(x) / bs), alpha,
+                            sigma, schedule, reduce=all_reduce_stats, start_epoch=start_epoch, after_epoch=after_epoch)
 
 # %% ../nbs/06_distributed.ipynb #625f2330
 from fastai.learner import AvgLoss, AvgMetric
 from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
-from fastcore.basics import store_attr
 from .data import SomDataLoader, SomDataset, NpyRows
 from .learner import SomLearner, TopographicError, UnitsHit
 
 # %% ../nbs/06_distributed.ipynb #d38d2920
 class ShardDL(SomDataLoader):
-    "A `SomDataLoader` over one process's padded shard; `batch_real` marks the rows of the last batch that are not padding"
-    def __init__(self, dataset, n_real:int|None=None, **kwargs):
+    ("A `SomDataLoader` over one process's padded shard; "
+     "`batch_real` marks the rows of the last batch that are not padding")
+    def __init__(self,
+        dataset, # this process's `SomDataset` shard, padded to the longest shard
+        n_real:int|None=None, # number of rows of the shard that are not padding; None: all
+        **kwargs,
+    ):
         super().__init__(dataset, **kwargs)
         self.n_real, self.batch_real = len(dataset) if n_real is None else n_real, None
-    def new(self, dataset=None, cls=None, **kwargs): return super().new(dataset, cls, **{'n_real': self.n_real, **kwargs})
+    def new(self,
+        dataset=None, # the `SomDataset` of the copy; `None` keeps this one
+        cls=None, # class of the copy; `None` keeps this one
+        **kwargs,
+    ): return super().new(dataset, cls, **{'n_real': self.n_real, **kwargs})
 
 # %% ../nbs/06_distributed.ipynb #bb43d12e
 @patch
-def create_batches(self:ShardDL, idxs):
+def create_batches(self:ShardDL,
+    idxs, # row indices of the shard in the order of this pass
+):
     idxs = torch.as_tensor(list(idxs) if isinstance(idxs, range) else idxs, dtype=torch.long)
     if self.drop_last: idxs = idxs[:len(idxs) // self.bs * self.bs]
     for p in idxs.split(self.bs):
@@ -161,7 +173,8 @@ def create_batches(self:ShardDL, idxs):
 def _take(o, idx):
     "Rows `idx` of a tensor, `NpyRows` (still streamed from its file), array, Series or DataFrame (None stays None)"
     if o is None: return None
-    if isinstance(o, NpyRows): return NpyRows(o.path, idx.numpy() if o.rows is None else o.rows[idx.numpy()], o.preprocessor)
+    if isinstance(o, NpyRows):
+        return NpyRows(o.path, idx.numpy() if o.rows is None else o.rows[idx.numpy()], o.preprocessor)
     if hasattr(o, 'iloc'): return o.iloc[idx.numpy()]
     return o[idx] if isinstance(o, Tensor) else o[idx.numpy()]
 
@@ -190,8 +203,10 @@ def _reduce_metric(m, device):
     elif isinstance(m, UnitsHit):
         if m.hit is not None: m.hit = all_reduce_sum(m.hit.to(device, torch.float32)) > 0
         return
-    else: raise TypeError(f"Cannot reduce metric {type(m).__name__} across processes: use AvgMetric-style metrics, or validate in one process.")
-    for a in attrs: setattr(m, a, all_reduce_sum(torch.as_tensor(getattr(m, a), dtype=torch.float64, device=device)).item())
+    else: raise TypeError(f"Cannot reduce metric {type(m).__name__} across processes: use AvgMetric-style metrics, "
+                          "or validate in one process.")
+    for a in attrs:
+        setattr(m, a, all_reduce_sum(torch.as_tensor(getattr(m, a), dtype=torch.float64, device=device)).item())
 
 # %% ../nbs/06_distributed.ipynb #de000644
 class ReduceMetrics(Callback):
@@ -213,8 +228,10 @@ def distrib_ctx(self:SomLearner,
         yield self
         return
     dls, cbs = self.dls, [cb for cb in self.cbs if isinstance(cb, CSVLogger)] if rank else []
-    if not isinstance(dls.train, SomDataLoader): raise TypeError("distrib_ctx shards `SomDataLoaders`: build the learner's data with them.")
-    self.dls = type(dls)(shard_dl(dls.train, rank, world), shard_dl(dls.valid, rank, world, pad=False), path=dls.path, device=dls.device)
+    if not isinstance(dls.train, SomDataLoader): raise TypeError("distrib_ctx shards `SomDataLoaders`: "
+                                                                 "build the learner's data with them.")
+    self.dls = type(dls)(shard_dl(dls.train, rank, world), shard_dl(dls.valid, rank, world, pad=False),
+                         path=dls.path, device=dls.device)
     self.reduce_stats = all_reduce_stats
     self.remove_cbs(cbs)
     self.add_cb(ReduceMetrics())

@@ -7,7 +7,6 @@ Docs: https://fastsom.github.io/fastsom/functions.html.md"""
 # %% ../nbs/01_functions.ipynb #50cf1228
 from __future__ import annotations
 import math, torch
-from functools import partial
 from torch import Tensor
 
 # %% auto #0
@@ -15,35 +14,55 @@ __all__ = ['distances', 'neighbourhoods', 'sqeuclidean', 'euclidean', 'cosine', 
            'bubble', 'triangle', 'mexican_hat', 'get_distance', 'get_neighbourhood']
 
 # %% ../nbs/01_functions.ipynb #b5322273
-def sqeuclidean(x:Tensor, w:Tensor)->Tensor:
+def sqeuclidean(
+    x:Tensor, # samples, (n, n_features)
+    w:Tensor, # codebook vectors, (m, n_features)
+)->Tensor:
     "Squared Euclidean distance between each row of `x` (n, f) and each row of `w` (m, f), (n, m)"
     d = torch.addmm((w * w).sum(1), x, w.T, alpha=-2)
     return d.add_((x * x).sum(1, keepdim=True)).clamp_(min=0)
 
 # %% ../nbs/01_functions.ipynb #0662cc32
-def euclidean(x:Tensor, w:Tensor)->Tensor:
+def euclidean(
+    x:Tensor, # samples, (n, n_features)
+    w:Tensor, # codebook vectors, (m, n_features)
+)->Tensor:
     "Euclidean distance between each row of `x` (n, f) and each row of `w` (m, f), (n, m)"
     return sqeuclidean(x, w).sqrt_()
 
 # %% ../nbs/01_functions.ipynb #9b95c089
-def cosine(x:Tensor, w:Tensor, eps:float=1e-8)->Tensor:
+def cosine(
+    x:Tensor, # samples, (n, n_features)
+    w:Tensor, # codebook vectors, (m, n_features)
+    eps:float=1e-8, # floor on the norms, so that a zero vector does not divide by zero
+)->Tensor:
     "Cosine distance `1 - cos(x, w)`, in [0, 2]; a zero vector is at distance 1 from everything"
     xn = x / x.norm(dim=1, keepdim=True).clamp(min=eps)
     wn = w / w.norm(dim=1, keepdim=True).clamp(min=eps)
     return (1 - xn @ wn.T).clamp_(0, 2)
 
 # %% ../nbs/01_functions.ipynb #1ccd0fbe
-def pnorm(x:Tensor, w:Tensor, p:float=3.)->Tensor:
+def pnorm(
+    x:Tensor, # samples, (n, n_features)
+    w:Tensor, # codebook vectors, (m, n_features)
+    p:float=3., # order of the Minkowski distance: 1 is manhattan, 2 euclidean
+)->Tensor:
     "Minkowski distance of order `p` between each row of `x` and each row of `w`, (n, m)"
     return torch.cdist(x, w, p=p)
 
 # %% ../nbs/01_functions.ipynb #a57489ec
-def manhattan(x:Tensor, w:Tensor)->Tensor:
+def manhattan(
+    x:Tensor, # samples, (n, n_features)
+    w:Tensor, # codebook vectors, (m, n_features)
+)->Tensor:
     "Manhattan (L1) distance, (n, m)"
     return torch.cdist(x, w, p=1.)
 
 # %% ../nbs/01_functions.ipynb #7ae19d08
-def chebyshev(x:Tensor, w:Tensor)->Tensor:
+def chebyshev(
+    x:Tensor, # samples, (n, n_features)
+    w:Tensor, # codebook vectors, (m, n_features)
+)->Tensor:
     "Chebyshev distance: the largest absolute difference over the features, (n, m)"
     return torch.cdist(x, w, p=math.inf)
 
@@ -52,22 +71,34 @@ distances = dict(euclidean=euclidean, sqeuclidean=sqeuclidean, cosine=cosine, ma
                  chebyshev=chebyshev, pnorm=pnorm)
 
 # %% ../nbs/01_functions.ipynb #dfed615f
-def gaussian(d2:Tensor, sigma:float)->Tensor:
+def gaussian(
+    d2:Tensor, # squared grid distances from the BMU, in lattice units
+    sigma:float, # neighbourhood radius, in lattice units (> 0)
+)->Tensor:
     "Gaussian neighbourhood $e^{-d^2/2\\sigma^2}$"
     return torch.exp(d2 / (-2 * sigma * sigma))
 
 # %% ../nbs/01_functions.ipynb #f66f7fbe
-def bubble(d2:Tensor, sigma:float)->Tensor:
+def bubble(
+    d2:Tensor, # squared grid distances from the BMU, in lattice units
+    sigma:float, # neighbourhood radius, in lattice units (> 0)
+)->Tensor:
     "1 within radius `sigma` of the BMU (the BMU always included), 0 outside"
     return (d2 <= max(sigma * sigma, 1e-12)).to(d2.dtype)
 
 # %% ../nbs/01_functions.ipynb #b31be648
-def triangle(d2:Tensor, sigma:float)->Tensor:
+def triangle(
+    d2:Tensor, # squared grid distances from the BMU, in lattice units
+    sigma:float, # neighbourhood radius, in lattice units (> 0)
+)->Tensor:
     "Linear decay from 1 at the BMU to 0 at distance `sigma`"
     return (1 - d2.sqrt() / sigma).clamp_(min=0)
 
 # %% ../nbs/01_functions.ipynb #9d563c54
-def mexican_hat(d2:Tensor, sigma:float)->Tensor:
+def mexican_hat(
+    d2:Tensor, # squared grid distances from the BMU, in lattice units
+    sigma:float, # neighbourhood radius, in lattice units (> 0)
+)->Tensor:
     "Ricker wavelet $(1 - d^2/\\sigma^2)\\,e^{-d^2/2\\sigma^2}$: negative beyond `sigma` (pushes units away)"
     s2 = sigma * sigma
     return (1 - d2 / s2) * torch.exp(d2 / (-2 * s2))

@@ -22,7 +22,8 @@ def _check_size(rows, cols)->tuple:
     "(rows, cols) as Python ints (numpy integers accepted), or a ValueError"
     for name, v in (('rows', rows), ('cols', cols)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"Map size `{name}` must be a positive integer, got {v!r}: pass size=(rows, cols), e.g. (10, 10).")
+            raise ValueError(f"Map size `{name}` must be a positive integer, got {v!r}: "
+                             "pass size=(rows, cols), e.g. (10, 10).")
     return int(rows), int(cols)
 
 # %% ../nbs/00_grid.ipynb #1d967548
@@ -46,9 +47,11 @@ class Grid:
         toroidal:bool=False, # wrap both axes around
     ):
         rows, cols = _check_size(rows, cols)
-        if topology not in topologies: raise ValueError(f"Unknown topology {topology!r}: choose one of {list(topologies)}.")
+        if topology not in topologies: raise ValueError(f"Unknown topology {topology!r}: choose one of "
+                                                        f"{list(topologies)}.")
         if topology == 'hex' and toroidal and rows % 2:
-            raise ValueError(f"A toroidal hex map needs an even number of rows, got {rows}: use {rows+1} or {rows-1} rows.")
+            raise ValueError(f"A toroidal hex map needs an even number of rows, got {rows}: "
+                             f"use {rows+1} or {rows-1} rows.")
         self.rows, self.cols, self.topology, self.toroidal = rows, cols, topology, toroidal
         self.hex = topology == 'hex'
         r, c = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing='ij')

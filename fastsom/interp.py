@@ -92,7 +92,7 @@ def plot_lattice(
     vmin:float|None=None, # lower end of the colour scale
     vmax:float|None=None, # upper end of the colour scale
     norm=None, # a matplotlib `Normalize` instead of `vmin`/`vmax`
-    edgecolor=None, # colour of the cell borders: default light grey, or `'face'` (no visible borders) on maps over 40 units a side
+    edgecolor=None, # colour of the cell borders; default light grey, `'face'` (no borders) on maps over 40 units a side
     linewidth:float|None=None, # width of the cell borders (default: thin)
     blank='white', # colour of units whose value is NaN
     ticks:bool=True, # row and column tick labels
@@ -106,7 +106,8 @@ def plot_lattice(
     if colors is not None:
         c = colors.detach().cpu().numpy() if isinstance(colors, Tensor) else np.asarray(colors, dtype=float)
         c = c.reshape(grid.n_units, -1)
-        if c.shape[1] not in (3, 4): raise ValueError(f"`colors` must be RGB or RGBA per unit, got {c.shape[1]} channels.")
+        if c.shape[1] not in (3, 4): raise ValueError("`colors` must be RGB or RGBA per unit, "
+                                                      f"got {c.shape[1]} channels.")
         pc.set_facecolor(np.clip(c, 0, 1))
     elif values is not None:
         v = _as_units(grid, values)
@@ -164,7 +165,9 @@ def annotate_units(
             for (y, x), t, c in zip(yx, texts, colors) if t is not None and t == t]
 
 # %% ../nbs/05_interp.ipynb #fb86f6f0
-def category_colors(n:int)->np.ndarray:
+def category_colors(
+    n:int, # number of colours (of classes)
+)->np.ndarray:
     "`n` distinguishable RGBA colours"
     if n <= 10: return plt.get_cmap('tab10')(np.arange(n))
     if n <= 20: return plt.get_cmap('tab20')(np.arange(n))
@@ -222,7 +225,8 @@ def _labels_array(labels, label=None)->np.ndarray|None:
     "Labels as a 1-D object array; from a DataFrame, column `label` (default: the first)"
     if labels is None: return None
     if isinstance(labels, pd.DataFrame):
-        if label is not None and label not in labels.columns: raise ValueError(f"Unknown label column {label!r}: choose one of {list(labels.columns)}.")
+        if label is not None and label not in labels.columns:
+            raise ValueError(f"Unknown label column {label!r}: choose one of {list(labels.columns)}.")
         labels = labels[labels.columns[0] if label is None else label]
     if isinstance(labels, Tensor): labels = labels.detach().cpu().numpy()
     a = np.asarray(labels, dtype=object)
@@ -250,18 +254,24 @@ class SomInterpretation:
         if bmus is None or dists is None: bmus, dists = som.search(self.x, 1); bmus, dists = bmus[:, 0], dists[:, 0]
         self.bmus, self.dists = _to_cpu(bmus).long().reshape(-1), _to_cpu(dists).float().reshape(-1)
         if len(self.bmus) != len(self.x): raise ValueError(f"Got {len(self.bmus)} BMUs for {len(self.x)} samples.")
-        self.feature_names = list(feature_names) if feature_names is not None else [f'x{i}' for i in range(som.n_features)]
+        names = [f'x{i}' for i in range(som.n_features)] if feature_names is None else feature_names
+        self.feature_names = list(names)
         if len(self.feature_names) != som.n_features:
             raise ValueError(f"Got {len(self.feature_names)} feature names for a map with {som.n_features} features.")
         self.labels = _labels_array(labels, label)
-        self.label_name = label if label is not None else labels.columns[0] if isinstance(labels, pd.DataFrame) else getattr(labels, 'name', None)
+        if label is not None: self.label_name = label
+        else: self.label_name = labels.columns[0] if isinstance(labels, pd.DataFrame) else getattr(labels, 'name', None)
         if self.labels is not None:
-            if len(self.labels) != len(self.x): raise ValueError(f"Got {len(self.labels)} labels for {len(self.x)} samples: pass one label per sample, in the same order.")
+            if len(self.labels) != len(self.x):
+                raise ValueError(f"Got {len(self.labels)} labels for {len(self.x)} samples: "
+                                 "pass one label per sample, in the same order.")
             self.label_codes, self.classes = encode_categories(self.labels, classes)
 
     @property
     def n_units(self)->int: return self.grid.n_units
-    def rc(self, unit)->tuple:
+    def rc(self,
+        unit, # unit index, in [0, n_units)
+    )->tuple:
         "(row, col) of unit index `unit`"
         return divmod(int(unit), self.grid.cols)
     def __repr__(self):
@@ -341,7 +351,8 @@ def activation_response(self:SomInterpretation,
 def distance_map(self:SomInterpretation,
     normalize:bool=False, # divide by the largest value, as MiniSom's `distance_map()` does
 )->Tensor:
-    "U-matrix: mean distance of each unit's codebook vector to its lattice neighbours' (wrapping when toroidal), (rows, cols)"
+    ("U-matrix: mean distance of each unit's codebook vector to its lattice neighbours' (wrapping when toroidal), "
+     "(rows, cols)")
     u = _to_cpu(self.som.distance_map()).float()
     return u / u.max().clamp(min=1e-30) if normalize else u
 
@@ -377,7 +388,8 @@ def _count_labels(bmus:Tensor, codes:np.ndarray, n_units:int, k:int)->np.ndarray
 @patch
 def label_counts(self:SomInterpretation)->np.ndarray:
     "Labelled samples per unit and class, (n_units, n_classes)"
-    if self.labels is None: raise ValueError("No labels: build the interpretation with `labels=` (or DataLoaders with label columns).")
+    if self.labels is None: raise ValueError("No labels: build the interpretation with `labels=` (or DataLoaders with "
+                                             "label columns).")
     return _count_labels(self.bmus, self.label_codes, self.n_units, len(self.classes))
 
 # %% ../nbs/05_interp.ipynb #a0d96fa0
@@ -386,7 +398,8 @@ def labels_map(self:SomInterpretation,
     x=None, # samples to map instead of the cached ones (then pass their `labels`)
     labels=None, # labels of `x`
 )->defaultdict:
-    "(row, col) -> `Counter` of the labels of the samples mapped there; units without labelled hits are absent (an empty `Counter` when looked up)"
+    ("(row, col) -> `Counter` of the labels of the samples mapped there; "
+     "units without labelled hits are absent (an empty `Counter` when looked up)")
     if x is None: n, classes = self.label_counts(), self.classes
     else:
         b, lab = self._bmus_of(x), _labels_array(labels)
@@ -526,7 +539,8 @@ def plot_umatrix(self:SomInterpretation,
     **kwargs, # passed to `plot_lattice`
 )->plt.Axes:
     "The U-matrix (mean distance to lattice neighbours) on the lattice, optionally with hits or labels on top"
-    if overlay not in (None, 'hits', 'labels'): raise ValueError(f"Unknown overlay {overlay!r}: choose None, 'hits' or 'labels'.")
+    if overlay not in (None, 'hits', 'labels'): raise ValueError(f"Unknown overlay {overlay!r}: choose None, "
+                                                                 "'hits' or 'labels'.")
     title = title or 'U-matrix' + {None: '', 'hits': ' and hits', 'labels': ' and majority labels'}[overlay]
     ax = plot_lattice(self.grid, self.distance_map(), ax=ax, figsize=figsize, cmap=cmap, title=title,
                       cbar_label='distance', **kwargs)
@@ -580,7 +594,8 @@ def plot_component_planes(self:SomInterpretation,
         ncols = ncols or min(len(names), max(4, math.ceil(math.sqrt(len(names)))))
         nrows = math.ceil(len(names) / ncols)
         w, h = _auto_figsize(self.grid, 2.4)
-        fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (w * ncols, h * nrows + .3), squeeze=False, layout='constrained')
+        fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (w * ncols, h * nrows + .3), squeeze=False,
+                                layout='constrained')
         for a in axs.flat[len(names):]: a.set_visible(False)
     flat = np.asarray(axs).reshape(-1)
     if len(flat) < len(names): raise ValueError(f"Got {len(flat)} axes for {len(names)} features.")
@@ -603,7 +618,8 @@ def plot_labels(self:SomInterpretation,
 )->plt.Axes:
     "Each unit's majority label as coloured text, over a faint U-matrix; empty units have none"
     self.label_counts()  # fails early without labels
-    if cmap is None: ax = plot_lattice(self.grid, colors=np.ones((self.n_units, 3)), ax=ax, figsize=figsize, title=title, **kwargs)
+    if cmap is None:
+        ax = plot_lattice(self.grid, colors=np.ones((self.n_units, 3)), ax=ax, figsize=figsize, title=title, **kwargs)
     else:
         u = self.distance_map()
         ax = plot_lattice(self.grid, u, ax=ax, figsize=figsize, cmap=cmap, title=title, vmax=float(u.max()) * 2.5,
@@ -631,7 +647,8 @@ def _plot_pies(self:SomInterpretation, ax, radius=.45):
 # %% ../nbs/05_interp.ipynb #f68413dc
 @patch
 def _purity_alpha(self:SomInterpretation, lo=.25)->np.ndarray:
-    "Purity mapped from [1/n_classes, 1] to opacities [lo, 1], so even the most mixed unit keeps a tint unlike an empty one"
+    ("Purity mapped from [1/n_classes, 1] to opacities [lo, 1], "
+     "so even the most mixed unit keeps a tint unlike an empty one")
     k = len(self.classes)
     p = self.purity()
     return p if k < 2 else lo + (1 - lo) * (p - 1 / k) / (1 - 1 / k)
@@ -639,16 +656,18 @@ def _purity_alpha(self:SomInterpretation, lo=.25)->np.ndarray:
 # %% ../nbs/05_interp.ipynb #e4ce03a3
 @patch
 def plot_class_map(self:SomInterpretation,
-    purity:bool=False, # fade each unit's colour by the share of its majority class (a light tint when fully mixed; empty units stay white)
+    purity:bool=False, # fade each unit's colour by its majority's share (light when fully mixed; empty units white)
     proportions:bool=False, # draw each unit's class proportions as a pie
     ax=None, # axes to draw on; a new figure when `None`
     figsize:tuple|None=None, # size of the new figure
     title:str|None=None, # axes title
     **kwargs, # passed to `plot_categories`
 )->plt.Axes:
-    "Each unit coloured by its majority label (blank without labelled hits), optionally faded by purity or with class pies"
+    ("Each unit coloured by its majority label (blank without labelled hits), "
+     "optionally faded by purity or with class pies")
     m = self.majority_labels()
-    title = title or ('Class proportions per unit' if proportions else 'Majority class per unit' + (' (faded by purity)' if purity else ''))
+    title = title or ('Class proportions per unit' if proportions
+                      else 'Majority class per unit' + (' (faded by purity)' if purity else ''))
     ax = plot_categories(self.grid, m.reshape(-1), self.classes, ax=ax, figsize=figsize, title=title,
                          alpha=self._purity_alpha() if purity else None, **kwargs)
     if proportions:
@@ -680,7 +699,8 @@ def plot_feature_over_map(self:SomInterpretation,
     if v.shape not in ((self.n_units,), self.grid.shape):
         raise ValueError(f"Need one value per unit, shape ({self.n_units},) or {self.grid.shape}, got {v.shape}.")
     if categorical is None: categorical = not _is_numeric(v)
-    if not categorical: return plot_lattice(self.grid, v.astype(float), ax=ax, figsize=figsize, cmap=cmap, title=title, **kwargs)
+    if not categorical:
+        return plot_lattice(self.grid, v.astype(float), ax=ax, figsize=figsize, cmap=cmap, title=title, **kwargs)
     return plot_categories(self.grid, v.reshape(-1), ax=ax, figsize=figsize, title=title, **kwargs)
 
 # %% ../nbs/05_interp.ipynb #c2a83381
@@ -692,12 +712,14 @@ def predict_codebook(self:SomInterpretation,
 )->np.ndarray:
     "`model`'s outputs for each unit's codebook vector, (n_units, ...)"
     if isinstance(model, torch.nn.Module):
-        with torch.no_grad(): out = model(self.som.weights.detach().to(next(model.parameters(), self.som.weights).device))
+        dev = next(model.parameters(), self.som.weights).device
+        with torch.no_grad(): out = model(self.som.weights.detach().to(dev))
     else:
         inp = self.decode_rows(self.som.weights) if decoded else self.som.weights.detach().cpu().numpy()
         f = getattr(model, method, None)
         if f is None:
-            if not callable(model): raise TypeError(f"`model` has no `{method}` method and is not callable: pass a fitted estimator or a function.")
+            if not callable(model): raise TypeError(f"`model` has no `{method}` method and is not callable: "
+                                                    "pass a fitted estimator or a function.")
             f = model
         out = f(inp)
     if isinstance(out, (pd.Series, pd.DataFrame)): out = out.to_numpy()
@@ -724,9 +746,11 @@ def plot_predictions(self:SomInterpretation,
     if p.ndim == 2 and column is not None: p = p[:, column]
     elif p.ndim == 2 and p.shape[1] == 1: p = p[:, 0]
     if p.ndim != 1: raise ValueError(f"The model returned {p.shape[1:]} values per unit: pick one with `column=`.")
-    title = title or f"{type(model).__name__}.{method}" + (f"[:, {column}]" if column is not None else '') + " on the codebook"
+    title = title or (f"{type(model).__name__}.{method}" + (f"[:, {column}]" if column is not None else '')
+                      + " on the codebook")
     if categorical is None: categorical = p.dtype.kind not in 'fc'
-    return self.plot_feature_over_map(p, ax=ax, figsize=figsize, cmap=cmap, title=title, categorical=categorical, **kwargs)
+    return self.plot_feature_over_map(p, ax=ax, figsize=figsize, cmap=cmap, title=title, categorical=categorical,
+                                      **kwargs)
 
 # %% ../nbs/05_interp.ipynb #aec1713a
 @patch

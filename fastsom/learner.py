@@ -40,7 +40,9 @@ def quantization_loss(
     return d.mean() if reduction == 'mean' else d.sum() if reduction == 'sum' else d
 
 # %% ../nbs/04_learner.ipynb #92ef7545
-def som_splitter(model:Som)->list:
+def som_splitter(
+    model:Som, # the map whose codebook is the one parameter group
+)->list:
     "One parameter group holding the codebook (fastai's default splitter keeps only trainable parameters)"
     return [list(model.parameters())]
 
@@ -49,7 +51,9 @@ class TopographicError(Metric):
     "Share of validation samples whose first and second BMUs are not adjacent on the lattice"
     k = 2  # nearest units this metric needs from the forward pass
     def reset(self): self.bad, self.n = 0, 0
-    def accumulate(self, learn):
+    def accumulate(self,
+        learn, # the `Learner`: `learn.pred[0]` holds the BMU indices of the batch
+    ):
         i = learn.pred[0]
         if i.ndim != 2: return  # a single-unit map has no second BMU
         self.bad += (~learn.model.grid.adjacent(i[:, 0], i[:, 1])).sum().item()
@@ -61,7 +65,9 @@ class TopographicError(Metric):
 class UnitsHit(Metric):
     "Share of the map's units that are the BMU of at least one validation sample"
     def reset(self): self.hit = None
-    def accumulate(self, learn):
+    def accumulate(self,
+        learn, # the `Learner`: `learn.pred[0]` holds the BMU indices of the batch
+    ):
         i = learn.pred[0]
         hit = torch.bincount(i[:, 0] if i.ndim == 2 else i, minlength=learn.model.n_units) > 0
         self.hit = hit if self.hit is None else self.hit | hit
@@ -165,7 +171,9 @@ class SomLearner(Learner):
         Learner.metrics.fset(self, v)
     metrics = property(Learner.metrics.fget, _set_metrics)
 
-    def add_cb(self, cb):
+    def add_cb(self,
+        cb, # a callback instance or class, as fastai's `add_cb`
+    ):
         "fastai's `add_cb`, refusing `MixedPrecision` (`to_fp16`) and `LRFinder` (`lr_find`) with what to do instead"
         _check_cb(cb)
         return super().add_cb(cb)
@@ -181,22 +189,27 @@ class SomLearner(Learner):
         cbs=None, # callbacks of this fit only, e.g. a `ParamScheduler` that takes over 'lr' or 'sigma'
         reset_opt:bool=False, # rebuild the optimizer (it only holds the hyper-parameters)
         start_epoch:int=0, # resume a fit of `n_epoch` epochs at this epoch: same schedule, same batches
-        sigma:float|None=None, # neighbourhood radius at the start of this fit; default `self.sigma`, where the last ended
-        schedule=None, # decay of this fit: a name in `schedules`, a callable `f(start, end, pos)`; default `self.schedule`
+        sigma:float|None=None, # neighbourhood radius at the start of this fit; default `self.sigma` (the last end)
+        schedule=None, # decay of this fit: a name in `schedules` or `f(start, end, pos)`; default `self.schedule`
     ):
-        "Fit for `n_epoch` epochs, decaying alpha and sigma per mini-batch like `Som.fit`, from where the last fit ended"
+        ("Fit for `n_epoch` epochs, decaying alpha and sigma per mini-batch like `Som.fit`, "
+         "from where the last fit ended")
         n_epoch, start_epoch = _check_int('n_epoch', n_epoch), _check_int('start_epoch', start_epoch, 0)
-        if start_epoch >= n_epoch: raise ValueError(f"start_epoch={start_epoch} leaves nothing of a {n_epoch}-epoch fit: "
-                                                    "resume at an epoch below n_epoch.")
+        if start_epoch >= n_epoch: raise ValueError(f"start_epoch={start_epoch} leaves nothing of a {n_epoch}-epoch "
+                                                    "fit: resume at an epoch below n_epoch.")
         n_iter = len(self.dls.train)
-        if not n_iter: raise ValueError("The training DataLoader is empty: an exported learner keeps its map and preprocessing "
-                                        "but no data, so it cannot train. Use it with `learn.predict(row)`, `learn.bmus(df)` or "
-                                        "`SomInterpretation.from_learner(learn, dl=learn.dls.test_dl(df))`; to train more, keep "
-                                        "the learner with its DataLoaders (`learn.save` / `learn.load`).")
+        if not n_iter: raise ValueError("The training DataLoader is empty: "
+                                        "an exported learner keeps its map and preprocessing but no data, "
+                                        "so it cannot train. Use it with `learn.predict(row)`, "
+                                        "`learn.bmus(df)` or `SomInterpretation.from_learner(learn, "
+                                        "dl=learn.dls.test_dl(df))`; to train more, "
+                                        "keep the learner with its DataLoaders (`learn.save` / `learn.load`).")
         cbs = L(cbs)
         cbs.map(_check_cb)
-        start = self.fit_start if start_epoch else (self.lr, self.sigma)  # a resumed fit repeats the schedule it resumes
-        lr, sigma = self.model.check_hypers(start[0] if lr is None else lr, start[1] if sigma is None else sigma, _hyper_names)
+        # a resumed fit repeats the schedule it resumes
+        start = self.fit_start if start_epoch else (self.lr, self.sigma)
+        lr, sigma = start[0] if lr is None else lr, start[1] if sigma is None else sigma
+        lr, sigma = self.model.check_hypers(lr, sigma, _hyper_names)
         scheds = [cb for cb in cbs + self.cbs if isinstance(cb, ParamScheduler)]
         taken = {k for cb in scheds for k in cb.scheds}  # e.g. `fit_one_cycle`'s 'lr': left to its scheduler
         kind = self.schedule if schedule is None else _check_schedule(schedule)
@@ -223,7 +236,10 @@ class SomLearner(Learner):
         h, self._rows = self.opt.hypers[-1], []
         self.lr, self.sigma = float(h['lr']), float(h['sigma'])
 
-    def load(self, file, **kwargs):
+    def load(self,
+        file, # name of the model file in `learn.path/learn.model_dir`, without `.pth`
+        **kwargs,
+    ):
         "fastai's `load`; with the optimizer state (the default) the next fit starts from the loaded alpha and sigma"
         super().load(file, **kwargs)
         self._sync_start()
@@ -235,7 +251,8 @@ class SomLearner(Learner):
 
     def _do_one_batch(self):
         "fastai's batch, whose forward pass returns the `_k` nearest units the validation metrics need"
-        x = self.xb[0] if isinstance(self.dl, SomDataLoader) else self.model.prep(self.xb[0])  # encoded rows: checked once
+        # `SomDataLoader` batches are encoded rows, checked once
+        x = self.xb[0] if isinstance(self.dl, SomDataLoader) else self.model.prep(self.xb[0])
         i, d = self.model._search(x, self._k)
         self.pred = (i[:, 0], d[:, 0]) if self._k == 1 else (i, d)
         self('after_pred')
@@ -257,12 +274,16 @@ class SomLearner(Learner):
         self._rows, h = [], self.opt.hypers[-1]
         self.model.step(x, h['lr'], h['sigma'], bmu=bmu, reduce=self.reduce_stats)
 
-    def reduce_stats(self, hits:Tensor, sums:Tensor)->tuple:
+    def reduce_stats(self,
+        hits:Tensor, # number of samples of the batch whose BMU is each unit, (n_units,)
+        sums:Tensor, # per-unit sums of those samples relative to `Som.origin()`, (n_units, n_features)
+    )->tuple:
         "Hook between the statistics and the update, `Som.step`'s `reduce`: identity here"
         return hits, sums
 
     def _do_epoch_train(self):
-        if hasattr(self.dls.train, 'set_epoch'): self.dls.train.set_epoch(self.epoch)  # shuffling depends on the epoch only
+        # shuffling depends on the epoch only
+        if hasattr(self.dls.train, 'set_epoch'): self.dls.train.set_epoch(self.epoch)
         super()._do_epoch_train()
 
     def _do_epoch_validate(self, ds_idx=1, dl=None):
@@ -277,11 +298,16 @@ class SomLearner(Learner):
         if caller == 'fastai.interpret': raise TypeError(_no_interp)
         return super().get_preds(*args, **kwargs)
 
-    def save(self, file, **kwargs):
+    def save(self,
+        file, # name of the model file in `learn.path/learn.model_dir`, without `.pth`
+        **kwargs,
+    ):
         "fastai's `save`, which writes nothing (not even the folder) in processes other than rank 0"
         return None if rank_distrib() else super().save(file, **kwargs)
 
-    def freeze_to(self, n): raise TypeError(_no_freeze)
+    def freeze_to(self,
+        n, # fastai's layer-group index: a SOM has one group, so this always refuses
+    ): raise TypeError(_no_freeze)
     def freeze(self): raise TypeError(_no_freeze)
     def unfreeze(self): raise TypeError(_no_freeze)
     def fine_tune(self, *args, **kwargs): raise TypeError(_no_freeze)
@@ -300,7 +326,11 @@ def _n_features(dls)->int:
     return (b if isinstance(b, Tensor) else b[0]).shape[-1]
 
 # %% ../nbs/04_learner.ipynb #054780ee
-def train_sample(dls, n:int=200_000, seed:int|None=None)->Tensor:
+def train_sample(
+    dls, # `DataLoaders` whose training loader is sampled
+    n:int=200_000, # most rows to return
+    seed:int|None=None, # seed of the draw from a `SomDataLoader` (`None`: torch's global generator)
+)->Tensor:
     "Up to `n` training rows of `dls`, for initialising the codebook"
     dl = dls.train
     if hasattr(dl, 'x') and callable(getattr(dl, 'sample', None)):
@@ -335,8 +365,9 @@ def som_learner(
 )->SomLearner:
     "A `SomLearner` for `dls`: a `size` map with as many features as the data, initialised from the training set"
     n_inp = getattr(dls, 'n_inp', 1)
-    if n_inp != 1: raise ValueError(f"A SOM takes one float input tensor per batch, but these DataLoaders have n_inp={n_inp}: "
-                                    "build them with `SomDataLoaders`, which yields (x, x) batches.")
+    if n_inp != 1: raise ValueError("A SOM takes one float input tensor per batch, "
+                                    f"but these DataLoaders have n_inp={n_inp}: build them with `SomDataLoaders`, "
+                                    "which yields (x, x) batches.")
     if sigma is not None: sigma = _check_real('sigma', sigma, 0, lo_open=True)
     x = train_sample(dls, seed=seed) if init is not None or size is None else None
     if size is None: size = default_size(x, topology, n=getattr(dls.train, 'n', None))
@@ -375,7 +406,8 @@ def features(self:SomLearner,
     elif preprocess and hasattr(self.dls, 'preprocessor'): dl = self.dls.test_dl(x)
     else: return self.model.prep(x)
     if isinstance(getattr(dl, 'x', None), Tensor): return self.model.prep(dl.x)
-    return self.model.prep(torch.cat([(b if isinstance(b, Tensor) else b[0]).to(self.model.codebook.device) for b in dl]))
+    dev = self.model.codebook.device
+    return self.model.prep(torch.cat([(b if isinstance(b, Tensor) else b[0]).to(dev) for b in dl]))
 
 # %% ../nbs/04_learner.ipynb #13a50f52
 @patch
@@ -445,8 +477,8 @@ def summary(self:SomLearner)->PrettyString:
     "The map, its codebook, update rule, schedule, loss, metrics and callbacks (in place of fastai's layer table)"
     m, g = self.model, self.model.grid
     lines = [f"{type(self).__name__}: a {g.rows} x {g.cols} {g.topology}{' toroidal' if g.toroidal else ''} map",
-             f"Codebook: {g.rows} x {g.cols} units x {m.n_features} features = {m.codebook.numel():,} values, trained by "
-             f"the {m.update!r} update rule (no gradients, no optimizer)",
+             f"Codebook: {g.rows} x {g.cols} units x {m.n_features} features = {m.codebook.numel():,} values, "
+             f"trained by the {m.update!r} update rule (no gradients, no optimizer)",
              f"Next fit: alpha (lr) from {self.lr:g} and sigma from {self.sigma:g}, "
              f"{'constant' if self.schedule is None else _fname(self.schedule) + ' schedule'}",
              f"Loss: {_fname(self.loss_func)} (the quantization error)",

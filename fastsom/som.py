@@ -38,7 +38,8 @@ def _check_int(name:str, v, lo:int=1)->int:
 
 # %% ../nbs/02_som.ipynb #29c5fc28
 def _check_real(name:str, v, lo:float=-math.inf, hi:float=math.inf, lo_open:bool=False)->float:
-    "`v` as a Python float when it is a finite number in [`lo`, `hi`] (`(lo, hi]` when `lo_open`); else an error naming `name`"
+    ("`v` as a Python float when it is a finite number in [`lo`, `hi`] (`(lo, hi]` when `lo_open`); "
+     "else an error naming `name`")
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"{name} must be a number, got {v!r} ({type(v).__name__}).")
     v = float(v)
@@ -71,13 +72,18 @@ defaults = SimpleNamespace(
 )
 
 # %% ../nbs/02_som.ipynb #91f6b383
-def default_bs(n:int)->int:
+def default_bs(
+    n:int, # number of training rows
+)->int:
     "Default batch size for `n` training rows: about 16 updates per epoch, at least 64 and at most 4096 rows"
     return min(4096, max(64, n // 16))
 
 # %% ../nbs/02_som.ipynb #180348cf
-def default_sigma(size:tuple)->tuple:
-    "Default (start, end) radius of a `size` map: half its longer side, down to `defaults.sigma_end` (or less on tiny maps)"
+def default_sigma(
+    size:tuple, # map size (rows, cols)
+)->tuple:
+    ("Default (start, end) radius of a `size` map: half its longer side, "
+     "down to `defaults.sigma_end` (or less on tiny maps)")
     start = max(size) / 2
     return start, min(defaults.sigma_end, start)
 
@@ -101,7 +107,8 @@ def _check_map(size)->tuple:
     "`size` as (rows, cols): an int gives a square map"
     if isinstance(size, numbers.Integral) and not isinstance(size, bool): size = (size, size)
     if not isinstance(size, (tuple, list, torch.Size)) or len(size) != 2:
-        raise ValueError(f"`size` must be (rows, cols), got {size!r}: pass e.g. size=(10, 10), or use `default_size(x)`.")
+        raise ValueError(f"`size` must be (rows, cols), got {size!r}: pass e.g. size=(10, 10), "
+                         "or use `default_size(x)`.")
     return tuple(_check_int(f"Map size `{n}`", v) for n, v in zip(('rows', 'cols'), size))
 
 # %% ../nbs/02_som.ipynb #a45d4d4e
@@ -119,18 +126,20 @@ def check_memory(
     n_features:int, # features of each codebook vector
 ):
     "Refuse, before anything is allocated, a map whose tensors would not fit in the memory available"
-    need = n_units * (16 * n_features + 64)  # codebook, statistics and update buffers (4 float32 copies), lattice indices
+    # codebook, statistics and update buffers (4 float32 copies), lattice indices
+    need = n_units * (16 * n_features + 64)
     avail = _available_memory()
     if need > avail:
-        raise ValueError(f"A map of {n_units:,} units x {n_features:,} features needs about {need / 1e9:.1f} GB, more than "
-                         f"the {avail / 1e9:.1f} GB of memory available: use a smaller map or fewer features, or a machine "
-                         "(or GPU) with more memory.")
+        raise ValueError(f"A map of {n_units:,} units x {n_features:,} features needs about {need / 1e9:.1f} GB, "
+                         f"more than the {avail / 1e9:.1f} GB of memory available: "
+                         "use a smaller map or fewer features, or a machine (or GPU) with more memory.")
 
 # %% ../nbs/02_som.ipynb #659155e5
 def _check_output(kind:str, f, args:tuple, shape:tuple):
     "Call `f(*args)` once and check it returns a float tensor of `shape`: user callables fail here, not mid-training"
     try: out = f(*args)
-    except Exception as e: raise TypeError(f"The {kind} {_fname(f)} failed on a test input: {type(e).__name__}: {e}") from None
+    except Exception as e:
+        raise TypeError(f"The {kind} {_fname(f)} failed on a test input: {type(e).__name__}: {e}") from None
     if not isinstance(out, Tensor) or tuple(out.shape) != shape:
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"The {kind} {_fname(f)} must return a tensor of shape {shape} for inputs of shapes "
@@ -147,7 +156,7 @@ class Som(nn.Module):
         dist=defaults.dist, # name in `distances`, or a callable `f(x, w) -> (n, m)`
         neigh=defaults.neigh, # name in `neighbourhoods`, or a callable `f(d2, sigma)`
         update:str=defaults.update, # update rule: 'minibatch', 'batch' or 'online' (see `Som.update_from_stats`)
-        chunk_mb:float=4, # memory budget in MiB of one (samples x units) distance block of the BMU search (cache-sized is fastest)
+        chunk_mb:float=4, # MiB of one (samples x units) distance block of the BMU search (cache-sized is fastest)
     ):
         super().__init__()
         size, n_features = _check_map(size), _check_int('n_features', n_features)
@@ -158,11 +167,13 @@ class Som(nn.Module):
         _check_output('neighbourhood', self.neigh, (torch.ones(2, 3), 1.), (2, 3))
         self.update = _check_choice('update rule', update, update_rules)
         if self.neigh is mexican_hat and update != 'online':
-            raise ValueError("The mexican hat takes negative values, which the batch rules cannot divide by: use update='online'.")
+            raise ValueError("The mexican hat takes negative values, which the batch rules cannot divide by: "
+                             "use update='online'.")
         self.chunk_mb = chunk_mb
         self.codebook = nn.Parameter(torch.zeros(*self.grid.shape, n_features), requires_grad=False)
         ys, xs = self.grid.axes()
-        for n, t in dict(_ys=ys, _xs=xs, _coords=self.grid.coords, _slot=self.grid.row * len(xs) + self.grid.slot).items():
+        bufs = dict(_ys=ys, _xs=xs, _coords=self.grid.coords, _slot=self.grid.row * len(xs) + self.grid.slot)
+        for n, t in bufs.items():
             self.register_buffer(n, t.float() if t.is_floating_point() else t, persistent=False)
 
     @property
@@ -179,10 +190,13 @@ class Som(nn.Module):
     def get_extra_state(self)->dict:
         "The lattice, saved in `state_dict` beside the codebook"
         return dict(size=list(self.size), topology=self.grid.topology, toroidal=self.grid.toroidal)
-    def set_extra_state(self, state:dict):
+    def set_extra_state(self,
+        state:dict, # the lattice saved by `get_extra_state`; must equal this Som's
+    ):
         if state != self.get_extra_state():
             s = state
-            raise ValueError(f"This state_dict holds a {tuple(s['size'])} {s['topology']}{' toroidal' if s['toroidal'] else ''} map, "
+            raise ValueError(f"This state_dict holds a {tuple(s['size'])} "
+                             f"{s['topology']}{' toroidal' if s['toroidal'] else ''} map, "
                              f"not this Som's lattice ({self.extra_repr()}): build Som({tuple(s['size'])}, n_features, "
                              f"topology={s['topology']!r}, toroidal={s['toroidal']}) to load it.")
 
@@ -193,19 +207,29 @@ class Som(nn.Module):
 
 # %% ../nbs/02_som.ipynb #77f5f124
 @patch
-def prep(self:Som, x)->Tensor:
-    "`x` (tensor, array, numeric DataFrame) as a (n, n_features) float tensor on the codebook's device, or a clear error"
-    if x is None: raise TypeError("Got None instead of data: pass a 2-D (samples, features) tensor, array or numeric DataFrame.")
+def prep(self:Som,
+    x, # data (n, n_features): tensor, array or numeric DataFrame
+)->Tensor:
+    ("`x` (tensor, array, numeric DataFrame) as a (n, n_features) float tensor on the codebook's device, "
+     "or a clear error")
+    if x is None: raise TypeError("Got None instead of data: pass a 2-D (samples, features) tensor, "
+                                  "array or numeric DataFrame.")
     if hasattr(x, 'select_dtypes'):  # a pandas DataFrame
         bad = [c for c in x.columns if x[c].dtype.kind not in 'biuf']
-        if bad: raise TypeError(f"Column(s) {bad[:8]} are not numeric: drop them, or use `SomDataLoaders.from_df` to encode them.")
+        if bad: raise TypeError(f"Column(s) {bad[:8]} are not numeric: drop them, "
+                                "or use `SomDataLoaders.from_df` to encode them.")
         x = x.to_numpy(dtype='float32')
     if not isinstance(x, Tensor): x = torch.as_tensor(x)
-    if x.dtype == torch.bool or not (x.is_floating_point() or x.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
+    ints = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+    if x.dtype == torch.bool or not (x.is_floating_point() or x.dtype in ints):
         raise TypeError(f"Expected numeric data, got dtype {x.dtype}.")
-    if x.ndim == 1: raise ValueError(f"Expected 2-D data (samples, features), got 1-D of length {len(x)}: use x.reshape(1, -1) for one sample or x.reshape(-1, 1) for one feature.")
+    if x.ndim == 1: raise ValueError(f"Expected 2-D data (samples, features), got 1-D of length {len(x)}: "
+                                     "use x.reshape(1, -1) for one sample or x.reshape(-1, 1) for one feature.")
     if x.ndim != 2: raise ValueError(f"Expected 2-D data (samples, features), got shape {tuple(x.shape)}.")
-    if x.shape[1] != self.n_features: raise ValueError(f"Data has {x.shape[1]} features but the map has {self.n_features}: build the Som with n_features={x.shape[1]}, or pass the same columns it was trained on.")
+    if x.shape[1] != self.n_features: raise ValueError(f"Data has {x.shape[1]} features but the map has "
+                                                       f"{self.n_features}: build the Som with "
+                                                       f"n_features={x.shape[1]}, "
+                                                       "or pass the same columns it was trained on.")
     if len(x) == 0: raise ValueError("Got no samples (0 rows).")
     x = x.to(device=self.codebook.device, dtype=self.codebook.dtype)
     if not torch.isfinite(x).all():
@@ -225,7 +249,9 @@ def _unit_span(v:Tensor)->Tensor:
     return (v - v.min()) / r * 2 - 1 if r > 0 else torch.zeros_like(v)
 
 # %% ../nbs/02_som.ipynb #c269fdf0
-def moments(x:Tensor)->tuple:
+def moments(
+    x:Tensor, # rows (n, f)
+)->tuple:
     "Mean (f,) and covariance (f, f) of the rows of `x`, computed in float64 (exact enough at any offset and scale)"
     x = x.double()
     mean = x.mean(0)
@@ -261,7 +287,8 @@ def init_codebook(self:Som,
         lo, hi = x.min(0).values, x.max(0).values
         w = lo + (hi - lo) * torch.rand(self.n_units, self.n_features, generator=g).to(x)
     elif init == 'sample':
-        idx = torch.randperm(len(x), generator=g)[:self.n_units] if len(x) >= self.n_units else torch.randint(len(x), (self.n_units,), generator=g)
+        if len(x) >= self.n_units: idx = torch.randperm(len(x), generator=g)[:self.n_units]
+        else: idx = torch.randint(len(x), (self.n_units,), generator=g)
         w = x[idx.to(x.device)]
     else:
         if len(x) > 200_000: x = x[torch.randperm(len(x), generator=g)[:200_000].to(x.device)]
@@ -310,7 +337,8 @@ def _search(self:Som, x:Tensor, k:int=1)->tuple:
     m = w.abs().amax()
     s = torch.where(m > 0, m.log2().round().exp2(), torch.ones_like(m))  # |w| / s <= 1.4: no over- or underflow
     w = w / s
-    pad = -self.n_units % _width if k == 1 else 0  # pad the codebook to a multiple of `_width` with units at infinite distance
+    # pad the codebook to a multiple of `_width` with units at infinite distance
+    pad = -self.n_units % _width if k == 1 else 0
     w2 = torch.cat([(w * w).sum(1), w.new_full((pad,), math.inf)])
     w = torch.cat([w, w.new_zeros(pad, w.shape[1])])
     n = min(rows, len(x))
@@ -338,20 +366,26 @@ def search(self:Som,
 
 # %% ../nbs/02_som.ipynb #76551f07
 @patch
-def forward(self:Som, x)->tuple:
+def forward(self:Som,
+    x, # samples (n, n_features): tensor, array or numeric DataFrame
+)->tuple:
     "BMU index (n,) and distance to it (n,) of each sample"
     i, d = self.search(x)
     return i[:, 0], d[:, 0]
 
 # %% ../nbs/02_som.ipynb #12589ab5
 @patch
-def bmu(self:Som, x)->Tensor:
+def bmu(self:Som,
+    x, # samples (n, n_features): tensor, array or numeric DataFrame
+)->Tensor:
     "Index of the best matching unit of each sample, (n,)"
     return self.search(x)[0][:, 0]
 
 # %% ../nbs/02_som.ipynb #9db7c86d
 @patch
-def bmu_rc(self:Som, x)->Tensor:
+def bmu_rc(self:Som,
+    x, # samples (n, n_features): tensor, array or numeric DataFrame
+)->Tensor:
     "(row, col) of the best matching unit of each sample, (n, 2)"
     i = self.bmu(x)
     return torch.stack([i // self.grid.cols, i % self.grid.cols], 1)
@@ -385,7 +419,8 @@ def neighbourhood_sums(self:Som,
     hit = stats.abs().sum(1).nonzero().flatten()
     cy, cx = self._coords[:, 0], self._coords[:, 1]
     out = []
-    for u in torch.arange(self.n_units, device=stats.device).split(max(1, self.chunk_size() * self.n_units // max(len(hit), 1))):
+    units_per_chunk = max(1, self.chunk_size() * self.n_units // max(len(hit), 1))
+    for u in torch.arange(self.n_units, device=stats.device).split(units_per_chunk):
         d2 = axis_d2(cy[u, None], cy[None, hit], py) + axis_d2(cx[u, None], cx[None, hit], px)
         out.append(self.neigh(d2, sigma) @ stats[hit])
     return torch.cat(out)
@@ -412,7 +447,8 @@ def update_from_stats(self:Som,
     sigma:float, # neighbourhood radius (grid units), > 0
     origin:Tensor|None=None, # the frame of `sums`; default `origin()`
 ):
-    "Apply the update rule to the codebook from per-unit batch statistics; a step that would not be finite changes nothing"
+    ("Apply the update rule to the codebook from per-unit batch statistics; "
+     "a step that would not be finite changes nothing")
     alpha, sigma = self.check_hypers(alpha, sigma)
     nd = self.neighbourhood_sums(torch.cat([sums, hits[:, None]], 1), sigma)
     num, den, w = nd[:, :-1], nd[:, -1:], self.weights
@@ -422,8 +458,9 @@ def update_from_stats(self:Som,
         target = torch.where(den > 1e-30, c + num / den.clamp(min=1e-30), w)
         new = target if self.update == 'batch' else w + alpha * (target - w)
     if not torch.isfinite(new).all():
-        raise ValueError(f"The {self.update} update at alpha={alpha:g}, sigma={sigma:g} would put NaN or inf in the codebook, "
-                         "which is left as it was: lower alpha, or normalise the data (values near the float32 limit overflow).")
+        raise ValueError(f"The {self.update} update at alpha={alpha:g}, "
+                         f"sigma={sigma:g} would put NaN or inf in the codebook, which is left as it was: lower alpha, "
+                         "or normalise the data (values near the float32 limit overflow).")
     w.copy_(new)
 
 # %% ../nbs/02_som.ipynb #106dff37
@@ -438,27 +475,45 @@ def step(self:Som,
     bmu:Tensor|None=None, # BMUs of `x` when already known (the learner's forward pass found them)
     reduce:callable=_noop_reduce, # applied to (hits, sums) before the update, e.g. a sum across processes
 ):
-    "The one training step of the engine, the learner and the distributed code: BMUs, per-unit statistics, `reduce`, update"
+    ("The one training step of the engine, the learner and the distributed code: BMUs, per-unit statistics, `reduce`, "
+     "update")
     if x.ndim != 2 or x.shape[1] != self.n_features:
-        raise ValueError(f"Expected a prepared batch (n, {self.n_features}), got shape {tuple(x.shape)}: pass data through `Som.prep`.")
+        raise ValueError(f"Expected a prepared batch (n, {self.n_features}), got shape {tuple(x.shape)}: "
+                         "pass data through `Som.prep`.")
     if bmu is None: bmu = self._search(x)[0][:, 0]
     c = self.origin()  # one frame for the statistics and the update (the same on every process)
     self.update_from_stats(*reduce(*self.batch_stats(x, bmu, c)), alpha, sigma, c)
 
 # %% ../nbs/02_som.ipynb #36c1f2ee
-def sched_exp(start:float, end:float, pos:float)->float:
+def sched_exp(
+    start:float, # value at the start of training (pos=0)
+    end:float, # value at the end of training (pos=1)
+    pos:float, # training progress in [0, 1], see `progress`
+)->float:
     "Exponential decay: `start * (end / start) ** pos`"
     return start * (end / start) ** pos
 
-def sched_linear(start:float, end:float, pos:float)->float:
+def sched_linear(
+    start:float, # value at the start of training (pos=0)
+    end:float, # value at the end of training (pos=1)
+    pos:float, # training progress in [0, 1], see `progress`
+)->float:
     "Linear decay from `start` to `end`"
     return start + (end - start) * pos
 
-def sched_cos(start:float, end:float, pos:float)->float:
+def sched_cos(
+    start:float, # value at the start of training (pos=0)
+    end:float, # value at the end of training (pos=1)
+    pos:float, # training progress in [0, 1], see `progress`
+)->float:
     "Cosine annealing from `start` to `end`"
     return start + (1 - math.cos(math.pi * pos)) * (end - start) / 2
 
-def sched_two_phase(start:float, end:float, pos:float)->float:
+def sched_two_phase(
+    start:float, # value at the start of training (pos=0)
+    end:float, # value at the end of training (pos=1)
+    pos:float, # training progress in [0, 1], see `progress`
+)->float:
     "Ordering then fine-tuning: the first quarter of training covers three quarters of the exponential decay"
     return sched_exp(start, end, 3 * pos if pos < .25 else .75 + (pos - .25) / 3)
 
@@ -467,7 +522,10 @@ schedules = dict(exp=sched_exp, linear=sched_linear, cos=sched_cos, two_phase=sc
 def _constant(v:float, pos:float)->float: return v
 
 # %% ../nbs/02_som.ipynb #a8f8e2b2
-def progress(step:int, n_steps:int)->float:
+def progress(
+    step:int, # index of the mini-batch, from 0 (counted over all epochs)
+    n_steps:int, # number of mini-batches in the whole training
+)->float:
     "Training progress before mini-batch `step` of `n_steps`: 0 for the first, 1 for the last"
     return step / (n_steps - 1) if n_steps > 1 else 1.
 
@@ -484,7 +542,8 @@ def get_schedule(
     elif isinstance(v, numbers.Real) and not isinstance(v, bool): return partial(_constant, float(v))
     else: raise TypeError(f"{name} must be a number, a (start, end) pair or a callable of the progress, got {v!r}.")
     if f in (sched_exp, sched_two_phase) and (start <= 0 or end <= 0):
-        raise ValueError(f"An exponential schedule needs {name} start and end > 0, got {start} -> {end}: use schedule='linear'.")
+        raise ValueError(f"An exponential schedule needs {name} start and end > 0, got {start} -> {end}: "
+                         "use schedule='linear'.")
     return partial(f, start, end)
 
 # %% ../nbs/02_som.ipynb #7421d839
@@ -493,14 +552,15 @@ def fit_batches(self:Som,
     batches:callable, # `batches(epoch)` yields the prepared mini-batches of that epoch
     epochs:int, # passes over the data
     n_batches:int, # mini-batches per epoch (the schedules advance per mini-batch)
-    alpha=None, # learning rate: number, (start, end), or callable of progress; default (`defaults.alpha`, `defaults.alpha_end`)
+    alpha=None, # learning rate: number, (start, end) or callable of progress; default (`defaults.alpha`, `alpha_end`)
     sigma=None, # neighbourhood radius: number, (start, end), or callable; default `default_sigma(size)`
     schedule=defaults.schedule, # decay of (start, end) pairs: a name in `schedules` or a callable `f(start, end, pos)`
     reduce:callable=_noop_reduce, # applied to (hits, sums) before each update, e.g. a sum across processes
     start_epoch:int=0, # first epoch to run, to resume an interrupted training
     after_epoch:callable|None=None, # called as `after_epoch(som, epoch)` after each epoch, e.g. to save a checkpoint
 )->Som:
-    "The training loop: per epoch, one `step` per mini-batch, alpha and sigma from the schedules at the batch's progress"
+    ("The training loop: per epoch, one `step` per mini-batch, "
+     "alpha and sigma from the schedules at the batch's progress")
     epochs, n_batches = _check_int('epochs', epochs), _check_int('n_batches', n_batches)
     start_epoch = _check_int('start_epoch', start_epoch, 0)
     fa = get_schedule('alpha', (defaults.alpha, defaults.alpha_end) if alpha is None else alpha, schedule)
@@ -521,9 +581,11 @@ def minibatches(
     shuffle:bool=True, # reshuffle every epoch
     seed:int|None=None, # seed of the shuffling
 )->callable:
-    "A function of the epoch yielding the mini-batches of `x`, reshuffled every epoch when `shuffle` (from `seed + epoch`)"
+    ("A function of the epoch yielding the mini-batches of `x`, "
+     "reshuffled every epoch when `shuffle` (from `seed + epoch`)")
     def batches(epoch):
-        order = torch.randperm(len(x), generator=_generator(None if seed is None else seed + epoch)).to(x.device) if shuffle else None
+        seed_e = None if seed is None else seed + epoch
+        order = torch.randperm(len(x), generator=_generator(seed_e)).to(x.device) if shuffle else None
         for i in range(0, len(x), bs): yield x[order[i:i+bs]] if shuffle else x[i:i+bs]
     return batches
 
@@ -533,7 +595,7 @@ def fit(self:Som,
     x, # training data (n, n_features): tensor, array or numeric DataFrame
     epochs:int=defaults.epochs, # passes over the data
     bs:int|None=None, # batch size; default `default_bs(len(x))`
-    alpha=None, # learning rate: number, (start, end), or callable of progress; default (`defaults.alpha`, `defaults.alpha_end`)
+    alpha=None, # learning rate: number, (start, end) or callable of progress; default (`defaults.alpha`, `alpha_end`)
     sigma=None, # neighbourhood radius: number, (start, end), or callable; default `default_sigma(size)`
     schedule=defaults.schedule, # decay of (start, end) pairs: a name in `schedules` or a callable `f(start, end, pos)`
     shuffle:bool=True, # reshuffle the data every epoch
@@ -551,13 +613,17 @@ def fit(self:Som,
 
 # %% ../nbs/02_som.ipynb #af2e8a8a
 @patch
-def quantization_error(self:Som, x)->float:
+def quantization_error(self:Som,
+    x, # samples (n, n_features): tensor, array or numeric DataFrame
+)->float:
     "Mean distance from each sample to its BMU's codebook vector (in the map's distance)"
     return self.search(x)[1].mean().item()
 
 # %% ../nbs/02_som.ipynb #d4e3d616
 @patch
-def topographic_error(self:Som, x)->float:
+def topographic_error(self:Som,
+    x, # samples (n, n_features): tensor, array or numeric DataFrame
+)->float:
     "Share of samples whose first and second BMUs are not adjacent on the lattice, in [0, 1]"
     if self.n_units < 2: raise ValueError("The topographic error is undefined on a map with a single unit.")
     i = self.search(x, 2)[0].cpu()
@@ -565,7 +631,9 @@ def topographic_error(self:Som, x)->float:
 
 # %% ../nbs/02_som.ipynb #cabbdf11
 @patch
-def activation_response(self:Som, x)->Tensor:
+def activation_response(self:Som,
+    x, # samples (n, n_features): tensor, array or numeric DataFrame
+)->Tensor:
     "Number of samples whose BMU is each unit, (rows, cols)"
     return torch.bincount(self.bmu(x), minlength=self.n_units).view(self.grid.shape)
 
