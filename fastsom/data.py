@@ -618,7 +618,7 @@ def sample(self:SomDataLoader,
     n, N = _check_int('n', n), len(self.x)
     if n >= N: idx = torch.arange(N)
     else:
-        g = _generator(None if seed is None else _check_int('seed', seed, lo=0))
+        g = _generator(seed)
         idx = torch.randperm(N, generator=g)[:n].sort().values
     x = self.x
     res = x.index_select(0, idx.to(x.device)) if isinstance(x, Tensor) else x[idx]
