@@ -1,14 +1,19 @@
 "The public API of fastsom: `from fastsom.all import *`"
-from . import grid, functions, som, data, learner, interp, distributed
+from . import checks, grid, functions, som, preprocess, modelfile, data, learner, plot, interp, distributed, distributed_learner
+from .checks import *
 from .grid import *
 from .functions import *
 from .som import *
+from .preprocess import *
+from .modelfile import *
 from .data import *
 from .learner import *
+from .plot import *
 from .interp import *
 from .distributed import *
-from .cli import save_som, load_som
+from .distributed_learner import *
 from fastai.learner import load_learner
 
-__all__ = ([n for m in (grid, functions, som, data, learner, interp, distributed) for n in m.__all__]
-           + ['save_som', 'load_som', 'load_learner'])
+_modules = (checks, grid, functions, som, preprocess, modelfile, data, learner, plot, interp, distributed,
+            distributed_learner)
+__all__ = [n for m in _modules for n in m.__all__] + ['load_learner']

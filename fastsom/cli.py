@@ -11,154 +11,17 @@ from functools import partial
 from fastcore.imports import IN_NOTEBOOK
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-from torch import Tensor
 import fastsom
-from .som import Som, update_rules, inits, defaults, schedules, check_memory
-from .som import _alpha_max, _check_choice, _check_int, _check_real
-from .functions import distances, neighbourhoods
+from .som import Som, update_rules, inits, defaults, schedules
+from .som import _alpha_max
+from .checks import check_choice, check_int, check_real
 from .grid import topologies
+from .modelfile import save_som, load_som
+from .modelfile import _umask, _write_file
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'DEFAULTS', 'readers', 'plot_kinds', 'MARKER', 'som_config', 'save_som', 'load_som', 'read_settings',
-           'default_data', 'read_table', 'make_dls', 'draw', 'recover_output', 'check_output', 'check_file', 'train',
-           'predict', 'plot', 'main', 'cli']
-
-# %% ../nbs/07_cli.ipynb #e831e408
-FORMAT_VERSION = 1
-
-# %% ../nbs/07_cli.ipynb #e628ad4e
-def _name_of(f, table:dict, what:str)->str:
-    for k, v in table.items():
-        if v is f: return k
-    raise ValueError(f"A custom {what} function cannot be stored in a safe model file: "
-                     f"use a built-in one ({list(table)}), or `learn.export()` (pickle).")
-
-# %% ../nbs/07_cli.ipynb #a46d607d
-def som_config(som:Som)->dict:
-    "The constructor arguments of `som`, as plain values"
-    g = som.grid
-    return dict(size=list(g.shape), n_features=som.n_features, topology=g.topology, toroidal=g.toroidal,
-                dist=_name_of(som.dist, distances, 'distance'),
-                neigh=_name_of(som.neigh, neighbourhoods, 'neighbourhood'),
-                update=som.update)
-
-# %% ../nbs/07_cli.ipynb #69a0c0b5
-def save_som(
-    path, # where to write, e.g. 'model.pt'
-    som:Som, # the trained map
-    preprocessor=None, # the `SomPreprocessor` of the training data, if any
-    **meta, # plain values to keep beside the model (settings, metrics, per-unit hits and labels...)
-)->Path:
-    "Save `som` and its preprocessing in a file that `load_som` reads without unpickling code"
-    path = Path(path)
-    d = dict(format='fastsom', format_version=FORMAT_VERSION, fastsom_version=fastsom.__version__,
-             config=som_config(som), codebook=som.codebook.detach().cpu().clone(),
-             preprocessor=None if preprocessor is None else preprocessor.state_dict(), meta=meta)
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(d, tmp)
-    os.replace(tmp, path)
-    return path
-
-# %% ../nbs/07_cli.ipynb #5fba555d
-def _check_tensor(
-    name:str, # what the tensor is, for messages
-    t, # the value read from the file
-    shape:tuple, # the shape it must have
-    positive:bool=False, # its values must also be > 0
-)->Tensor:
-    "`t` as float32 when it is a dense float tensor of `shape` with finite values; else an error naming `name`"
-    if not isinstance(t, Tensor) or t.layout != torch.strided:
-        raise TypeError(f"its {name} is a {type(t).__name__}, not a tensor")
-    if not t.is_floating_point(): raise TypeError(f"its {name} has dtype {t.dtype}, not a float dtype")
-    if tuple(t.shape) != shape: raise ValueError(f"its {name} has shape {tuple(t.shape)}, not {shape}")
-    t = t.float()
-    n_bad = int((~torch.isfinite(t)).sum())
-    if n_bad: raise ValueError(f"its {name} holds {n_bad} NaN or infinite value(s)")
-    if positive and (t <= 0).any(): raise ValueError(f"its {name} holds values <= 0")
-    return t
-
-# %% ../nbs/07_cli.ipynb #dbf8c6e3
-_config_keys = ('size', 'n_features', 'topology', 'toroidal', 'dist', 'neigh', 'update')  # the arguments of `Som`
-
-def _check_config(cfg)->dict:
-    "The `Som` arguments of a model file's config, checked with `fastsom.som`'s checks before anything is built"
-    if not isinstance(cfg, dict): raise TypeError(f"its config is a {type(cfg).__name__}, not a dict")
-    lost = [k for k in _config_keys if k not in cfg]
-    if lost: raise ValueError(f"its config lacks {lost}")
-    size = cfg['size']
-    if not isinstance(size, (list, tuple)) or len(size) != 2:
-        raise ValueError(f"its size must be [rows, cols], got {size!r}")
-    if not isinstance(cfg['toroidal'], bool):
-        raise TypeError(f"its toroidal must be true or false, got {cfg['toroidal']!r}")
-    return dict(size=tuple(_check_int(f'map {n}', v) for n, v in zip(('rows', 'cols'), size)),
-                n_features=_check_int('n_features', cfg['n_features']),
-                topology=_check_choice('topology', cfg['topology'], topologies), toroidal=cfg['toroidal'],
-                dist=_check_choice('distance', cfg['dist'], distances),
-                neigh=_check_choice('neighbourhood', cfg['neigh'], neighbourhoods),
-                update=_check_choice('update rule', cfg['update'], update_rules))
-
-# %% ../nbs/07_cli.ipynb #8ca97a97
-def _check_preprocessor(
-    d, # the preprocessor state read from the file, or None
-    n_features:int, # features of the map
-):
-    "The `SomPreprocessor` of a model file, after checking its tensors: lengths, finite values, as wide as the map"
-    if d is None: return None
-    if not isinstance(d, dict): raise TypeError(f"its preprocessor is a {type(d).__name__}, not a dict")
-    cont, cat, levels = d.get('cont_names'), d.get('cat_names'), d.get('levels')
-    if not (isinstance(cont, list) and isinstance(cat, list) and isinstance(levels, dict)
-            and all(isinstance(levels.get(c), list) for c in cat)):
-        raise TypeError("its preprocessor's column names and category levels are not lists")
-    width = len(cont) + sum(len(levels[c]) for c in cat)
-    if width != n_features: raise ValueError(f"its preprocessor encodes {width} features but its map has {n_features}")
-    d, optional = dict(d), {'fill'} if cat else {'fill', 'weights'}  # no fill values, no categorical columns: None
-    for k, n in dict(shift=len(cont), scale=len(cont), fill=len(cont), weights=len(cat)).items():
-        if k not in optional or d.get(k) is not None:
-            d[k] = _check_tensor(f"preprocessor's {k}", d.get(k), (n,), positive=k in ('scale', 'weights'))
-    from fastsom.data import SomPreprocessor
-    try: return SomPreprocessor.from_state_dict(d)
-    except KeyError as e: raise ValueError(f"its preprocessor lacks {e}") from None
-
-# %% ../nbs/07_cli.ipynb #10b772df
-def _check_meta(meta, n_units:int)->dict:
-    "A model file's meta, with the per-unit `hits` and `unit_labels` the pictures read checked (one per unit)"
-    if not isinstance(meta, dict): raise TypeError(f"its meta is a {type(meta).__name__}, not a dict")
-    hits, labels = meta.get('hits'), meta.get('unit_labels')
-    if hits is not None and not (isinstance(hits, list) and len(hits) == n_units
-                                 and all(isinstance(h, int) and h >= 0 for h in hits)):
-        raise ValueError(f"its hits must be {n_units} counts, one per unit")
-    if labels is not None and not (isinstance(labels, list) and len(labels) == n_units
-                                   and all(v is None or isinstance(v, str) for v in labels)):
-        raise ValueError(f"its unit_labels must be {n_units} labels (or None), one per unit")
-    return meta
-
-# %% ../nbs/07_cli.ipynb #b2c1a9dd
-def load_som(
-    path, # a file written by `save_som` or `fastsom train`
-    map_location='cpu', # device of the codebook
-)->tuple:
-    "`(som, preprocessor, meta)` from a model file, read with `weights_only=True` (no code runs) and checked first"
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"No model file at {path}.")
-    try: d = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-    except Exception as e: raise ValueError(f"{path} is not a readable fastsom model file (truncated, "
-                                            f"or not written by fastsom?): {str(e).splitlines()[0][:200]}") from None
-    if not isinstance(d, dict) or d.get('format') != 'fastsom': raise ValueError(f"{path} is not a fastsom model file.")
-    if d.get('format_version') != FORMAT_VERSION:
-        raise ValueError(f"{path} has model format {d.get('format_version')} (fastsom {d.get('fastsom_version')}), "
-                         f"this fastsom {fastsom.__version__} reads format {FORMAT_VERSION}: retrain it, "
-                         "or load it with that fastsom version.")
-    try:
-        cfg = _check_config(d.get('config'))
-        n_units = cfg['size'][0] * cfg['size'][1]
-        check_memory(n_units, cfg['n_features'])
-        codebook = _check_tensor('codebook', d.get('codebook'), (*cfg['size'], cfg['n_features']))
-        pre = _check_preprocessor(d.get('preprocessor'), cfg['n_features'])
-        meta = _check_meta(d.get('meta', {}), n_units)
-        som = Som(**cfg)
-    except (ValueError, TypeError) as e: raise ValueError(f"Cannot load {path}: {str(e).rstrip('.')}.") from None
-    som.codebook.data.copy_(codebook)
-    return som.to(map_location), pre, meta
+__all__ = ['DEFAULTS', 'readers', 'plot_kinds', 'MARKER', 'read_settings', 'default_data', 'read_table', 'make_dls', 'draw',
+           'recover_output', 'check_output', 'check_file', 'train', 'predict', 'plot', 'main', 'cli']
 
 # %% ../nbs/07_cli.ipynb #42f7879e
 DEFAULTS = dict(
@@ -201,7 +64,7 @@ def _check_folder(name:str, v)->str:
 
 def _check_share(name:str, v)->float:
     "A share of the rows, in [0, 1)"
-    v = _check_real(name, v, 0, 1)
+    v = check_real(name, v, 0, 1)
     if v == 1: raise ValueError(f"{name} must be below 1 (some rows must be left to train on), got 1.0.")
     return v
 
@@ -209,11 +72,11 @@ def _check_share(name:str, v)->float:
 _choices = dict(topology=topologies, schedule=tuple(schedules), update=update_rules, init=inits,
                 norm=('zscore', 'minmax', 'none'))
 _checks = dict(
-    rows=_numeric(_check_int), cols=_numeric(_check_int), epochs=_numeric(_check_int),
-    seed=_numeric(partial(_check_int, lo=0)), bs=_numeric(_or_auto(_check_int)),
-    sigma=_numeric(_or_auto(partial(_check_real, lo=0, lo_open=True))), valid_pct=_numeric(_check_share),
+    rows=_numeric(check_int), cols=_numeric(check_int), epochs=_numeric(check_int),
+    seed=_numeric(partial(check_int, lo=0)), bs=_numeric(_or_auto(check_int)),
+    sigma=_numeric(_or_auto(partial(check_real, lo=0, lo_open=True))), valid_pct=_numeric(_check_share),
     alpha=_numeric(lambda name, v: v),  # checked against the range of its update rule by `read_settings`
-    toroidal=_check_bool, output=_check_folder, **{k: partial(_check_choice, valid=v) for k, v in _choices.items()})
+    toroidal=_check_bool, output=_check_folder, **{k: partial(check_choice, valid=v) for k, v in _choices.items()})
 
 # %% ../nbs/07_cli.ipynb #80ec72c4
 def _settings_file(path=None)->Path|None:
@@ -260,7 +123,7 @@ def read_settings(
     given = [(k, v, f'{k} in {path}') for k, v in file.items()]
     given += [(k, v, f'--{k}') for k, v in flags.items() if v is not None]
     for k, v, name in given: s[k], names[k] = _checks[k](name, v), name
-    s['alpha'] = _check_real(names['alpha'], s['alpha'], 0, _alpha_max[s['update']])  # `check_hypers`'s range
+    s['alpha'] = check_real(names['alpha'], s['alpha'], 0, _alpha_max[s['update']])  # `check_hypers`'s range
     if s['rows'] * s['cols'] == 1:
         raise ValueError(f"A 1 x 1 map has a single unit, with no neighbours (no topographic error, no U-matrix): "
                          f"set {names['rows']} or {names['cols']} to 2 or more.")
@@ -321,12 +184,11 @@ def make_dls(data, labels:list|None=None, cats:list|None=None, **kwargs):
 # %% ../nbs/07_cli.ipynb #6c76e3f1
 plot_kinds = ('umatrix', 'hits', 'planes', 'codebook', 'labels')
 
-# %% ../nbs/07_cli.ipynb #c6e47549
-def _interp_of(som:Som, pre)->'SomInterpretation':
-    "An interpretation of the map alone: the codebook stands in for data, for the plots that need no samples"
-    from fastsom.interp import SomInterpretation
-    return SomInterpretation(som, som.weights.detach().cpu(), decode=None if pre is None else pre.decode,
-                             feature_names=None if pre is None else pre.feature_names)
+# %% ../nbs/07_cli.ipynb #49112e89
+def _planes(som:Som)->pd.DataFrame:
+    "The codebook as a DataFrame with one column per feature, named `x0`, `x1`... as `SomInterpretation` names them"
+    w = som.weights.detach().cpu().numpy()
+    return pd.DataFrame(w, columns=[f'x{j}' for j in range(w.shape[1])])
 
 # %% ../nbs/07_cli.ipynb #1ffcee63
 def draw(
@@ -336,34 +198,25 @@ def draw(
     meta:dict|None=None, # the model file's meta: per-unit `hits` and majority `unit_labels`
 ):
     "The matplotlib figure of one kind of picture of a trained map"
-    from fastsom.interp import plot_lattice, plot_categories
+    from fastsom import plot
     meta = meta or {}
-    if kind not in plot_kinds: raise ValueError(f"Unknown plot kind {kind!r}: choose one of {list(plot_kinds)}.")
+    check_choice('plot kind', kind, plot_kinds)
     if kind == 'hits':
         if meta.get('hits') is None:
             raise ValueError("This model file holds no hit counts: `fastsom train` writes them; draw another kind.")
         hits = np.asarray(meta['hits'], dtype=float)
-        res = plot_lattice(som.grid, np.where(hits > 0, hits, np.nan), title='Hits (blank: no sample)')
+        res = plot.plot_lattice(som.grid, np.where(hits > 0, hits, np.nan), title='Hits (blank: no sample)')
     elif kind == 'labels':
         if meta.get('unit_labels') is None:
             raise ValueError("This model was trained without labels: train with --label COLUMN to draw a label map.")
         title = f"Majority {meta.get('label_name') or 'label'} (blank: no sample)"
-        res = plot_categories(som.grid, meta['unit_labels'], title=title)
+        res = plot.plot_categories(som.grid, meta['unit_labels'], title=title)
     else:
-        it = _interp_of(som, pre)
-        res = dict(umatrix=it.plot_umatrix, codebook=it.plot_codebook, planes=it.plot_component_planes)[kind]()
-    return _figure_of(res)
-
-# %% ../nbs/07_cli.ipynb #49112e89
-def _figure_of(res):
-    "The figure behind whatever a plot function returned (figure, axes, tuple or list of them)"
-    import matplotlib.pyplot as plt
-    for o in (res if isinstance(res, (tuple, list)) else [res]):
-        if isinstance(o, plt.Figure): return o
-        f = getattr(o, 'figure', None) or getattr(o, 'get_figure', lambda: None)()
-        if f is not None: return f
-        if hasattr(o, 'flat'): return _figure_of(list(o.flat))
-    return plt.gcf()
+        decoded = None if pre is None else pre.decode(som.weights.detach().cpu())
+        if kind == 'umatrix': res = plot.plot_umatrix(som)
+        elif kind == 'codebook': res = plot.plot_codebook(som, decoded)
+        else: res = plot.plot_component_planes(som.grid, decoded if pre else _planes(som))
+    return np.ravel(res)[0].figure
 
 # %% ../nbs/07_cli.ipynb #b15e5fc9
 MARKER = '.fastsom-output'  # in every folder fastsom writes: the list of the files it wrote there (JSON)
@@ -485,12 +338,6 @@ def _pause(step:str):
     "For the crash tests only: sleep at `step` of a replace when the FASTSOM_TEST_PAUSE variable names it"
     if os.environ.get('FASTSOM_TEST_PAUSE') == step: time.sleep(600)
 
-def _umask()->int:
-    "The umask of this process (read by setting a strict one and putting it back)"
-    m = os.umask(0o077)
-    os.umask(m)
-    return m
-
 def _write_new(
     out:Path, # the output folder to write
     write:callable, # `write(folder)` writes the files into `folder`
@@ -522,20 +369,6 @@ def _replace(out:Path, new:Path, inputs:list=()):
     new.rename(out)
     _pause('moved')
     if old is not None: _remove_owned(old)
-
-def _write_file(out:Path, write:callable)->Path:
-    "`out` written whole or not at all: `write(tmp)` into a temporary file beside it, then renamed over it"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{out.name}.fastsom-', suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0o600 -> the mode of a file made by open
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
 
 # %% ../nbs/07_cli.ipynb #b3603682
 def _output_names(labels:bool)->list:
@@ -632,7 +465,7 @@ def predict(
     raw = np.load(df) if isinstance(df, Path) else df
     x = pre.encode(raw) if pre is not None else torch.as_tensor(np.asarray(raw, dtype=np.float32))
     idx, dist = som.search(x)
-    row, col = idx[:, 0] // som.grid.cols, idx[:, 0] % som.grid.cols
+    row, col = som.grid.rc(idx[:, 0]).T
     res = pd.DataFrame(dict(row=row.numpy(), col=col.numpy(), distance=dist[:, 0].numpy()))
     if output is None: res.to_csv(sys.stdout, index=False)
     else: _write_file(Path(output), lambda tmp: res.to_csv(tmp, index=False))

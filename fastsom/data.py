@@ -6,7 +6,7 @@ Docs: https://fastsom.github.io/fastsom/data.html.md"""
 
 # %% ../nbs/03_data.ipynb #f3c537ba
 from __future__ import annotations
-import math, numbers, warnings, numpy as np, pandas as pd, torch
+import numbers, numpy as np, pandas as pd, torch
 from pathlib import Path
 from torch import Tensor
 from fastcore.basics import patch
@@ -16,503 +16,14 @@ from fastcore.imports import IN_NOTEBOOK
 from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 from fastai.torch_core import default_device, display_df, batch_to_samples
-from .som import defaults, default_bs, _check_int, _generator
+from .som import defaults, default_bs
+from .checks import check_int, fmt_names, seed_generator
+from .preprocess import SomPreprocessor, NpyRows
+from .preprocess import _listify, _as_2d, _check_rows, _check_unique, _ColStats, _is_numeric, _levels
+from .preprocess import _missing_error, _rows, _shares, _writable
 
 # %% auto #0
-__all__ = ['norms', 'fill_options', 'na_level', 'SomPreprocessor', 'NpyRows', 'SomDataset', 'SomDataLoader', 'SomDataLoaders']
-
-# %% ../nbs/03_data.ipynb #9c05a5e1
-norms = ('zscore', 'minmax', None)
-fill_options = ('mean', 'median')
-na_level = '#na#'  # the level missing categories become when `fill_missing` is set
-
-# %% ../nbs/03_data.ipynb #647e6157
-def _listify(o)->list:
-    "`None`, a name or a list of names as a list"
-    return [] if o is None else [o] if isinstance(o, str) else list(o)
-
-def _fmt(names, k=8)->str:
-    "A short printable list of names"
-    names = list(names)
-    return repr(names) if len(names) <= k else repr(names[:k])[:-1] + f", ... ({len(names)} in all)]"
-
-# %% ../nbs/03_data.ipynb #3ff1cc40
-def _check_rows(n:int, what='data'):
-    if n == 0: raise ValueError(f"The {what} has no rows: pass at least 2 rows.")
-    if n == 1: raise ValueError(f"The {what} has a single row: a SOM needs at least 2 rows to learn from "
-                                "(and to compute normalisation statistics). Pass more rows.")
-
-# %% ../nbs/03_data.ipynb #2a44e2ac
-def _as_2d(x)->Tensor:
-    ("`x` (tensor, array, list) as a 2-D float32 tensor: no copy when it already is one; "
-     "a read-only array is read in place")
-    if isinstance(x, pd.DataFrame): raise TypeError("Got a DataFrame: use `SomDataLoaders.from_df`.")
-    if not isinstance(x, Tensor):
-        a = np.asarray(x)
-        if a.dtype.kind not in 'biuf':
-            raise TypeError(f"Expected numbers, got an array of dtype {a.dtype}: convert it to numbers, or put it in a "
-                            "DataFrame and use `SomDataLoaders.from_df` with `cat_names` for the categorical columns.")
-        a = np.ascontiguousarray(a, dtype=np.float32)  # the float32 conversion: the only copy, none for float32 data
-        with warnings.catch_warnings():  # read-only arrays (memmaps) are only read: `_writable` copies what is kept
-            warnings.filterwarnings('ignore', 'The given NumPy array is not writable')
-            x = torch.from_numpy(a)
-    if x.is_complex(): raise TypeError("Complex numbers are not supported: pass real and imaginary parts as columns.")
-    if x.ndim != 2:
-        hint = " For one feature use `x.reshape(-1, 1)`; for a single row `x.reshape(1, -1)`." if x.ndim == 1 else ""
-        raise ValueError(f"Expected a 2-D (rows, features) array, got shape {tuple(x.shape)}.{hint}")
-    if x.shape[1] == 0: raise ValueError(f"The data has no feature columns (shape {tuple(x.shape)}).")
-    return x.detach().float()
-
-def _shares(t:Tensor, src)->bool:
-    "Whether `t` may be a view of the memory of `src` (a tensor or an array), so that writing `t` would write `src`"
-    if isinstance(src, Tensor): return t.untyped_storage().data_ptr() == src.untyped_storage().data_ptr()
-    return isinstance(src, np.ndarray) and t.device.type == 'cpu' and np.may_share_memory(src, t.numpy())
-
-def _writable(t:Tensor, src)->Tensor:
-    "`t`, copied when it is a view of a read-only array `src` (a memmap): what is kept or returned may be written"
-    return t.clone() if isinstance(src, np.ndarray) and not src.flags.writeable and _shares(t, src) else t
-
-# %% ../nbs/03_data.ipynb #0c84a9d2
-def _missing_error(n_nan, n_inf, names, fill_missing):
-    "Raise for inf anywhere, and for NaN when there is no `fill_missing`"
-    n_nan, n_inf = torch.as_tensor(n_nan), torch.as_tensor(n_inf)
-    if (n_inf > 0).any():
-        cols = [c for c, k in zip(names, n_inf) if k > 0]
-        raise ValueError(f"Continuous column(s) {_fmt(cols)} contain inf ({int(n_inf.sum())} values): replace them, "
-                         "e.g. `df = df.replace([np.inf, -np.inf], np.nan)`, then pass fill_missing='mean', 'median' "
-                         "or a number, or drop those rows.")
-    if fill_missing is None and (n_nan > 0).any():
-        cols = [c for c, k in zip(names, n_nan) if k > 0]
-        raise ValueError(f"Continuous column(s) {_fmt(cols)} contain NaN ({int(n_nan.sum())} values): clean them, "
-                         "or pass fill_missing='mean', 'median' or a number to replace NaN with a training-split "
-                         "statistic or that number.")
-
-# %% ../nbs/03_data.ipynb #12387063
-class _ColStats:
-    "Per-column count, mean, sum of squared deviations (m2), min and max of the finite values, and NaN/inf counts"
-    def __init__(self, d:int):
-        self.rows, self.n, self.mean, self.m2, self.n_nan, self.n_inf = 0, *(np.zeros(d) for _ in range(5))
-        self.lo, self.hi = np.full(d, np.inf), np.full(d, -np.inf)
-
-    def _merge(self, k, mean, m2):
-        tot = self.n + k
-        w = np.divide(k, tot, out=np.zeros_like(tot), where=tot > 0)
-        d = mean - self.mean
-        self.mean, self.m2, self.n = self.mean + d * w, self.m2 + m2 + d * d * self.n * w, tot
-
-    def add(self, c):
-        "Accumulate the rows of chunk `c` (tensor or array)"
-        if len(c) == 0: return self
-        c = np.asarray(c.detach().cpu() if isinstance(c, Tensor) else c, dtype=np.float64)
-        self.rows += len(c)
-        s = c.sum(0)
-        if np.isfinite(s).all():  # a sum is finite only if every term is: the fast path
-            k, mean = np.full_like(s, len(c)), s / len(c)
-            d = c - mean
-            m2, lo, hi = np.einsum('ij,ij->j', d, d), c.min(0), c.max(0)
-        else:
-            fin, nan = np.isfinite(c), np.isnan(c)
-            self.n_nan += nan.sum(0)
-            self.n_inf += (~fin).sum(0) - nan.sum(0)
-            k = fin.sum(0).astype(np.float64)
-            mean = np.where(fin, c, 0.).sum(0) / np.maximum(k, 1)
-            m2 = (np.where(fin, c - mean, 0.) ** 2).sum(0)
-            lo, hi = np.where(fin, c, np.inf).min(0), np.where(fin, c, -np.inf).max(0)
-        self._merge(k, mean, m2)
-        self.lo, self.hi = np.minimum(self.lo, lo), np.maximum(self.hi, hi)
-        return self
-
-    def add_all(self, x, chunk:int|None=None):
-        "Accumulate all rows of `x`, `chunk` rows at a time (default: about 1 MB of float64, so chunks stay in cache)"
-        chunk = chunk or max(256, (1 << 17) // max(1, x.shape[1]))
-        for i in range(0, len(x), chunk): self.add(x[i:i+chunk])
-        return self
-
-    def fill(self, v):
-        "Account for the NaN of each column being replaced by `v`"
-        m, v = self.n_nan, np.asarray(v, dtype=np.float64)
-        self._merge(m, v, np.zeros_like(m))
-        self.lo = np.where(m > 0, np.minimum(self.lo, v), self.lo)
-        self.hi = np.where(m > 0, np.maximum(self.hi, v), self.hi)
-
-    @property
-    def var(self): return self.m2 / np.maximum(self.n, 1)
-
-# %% ../nbs/03_data.ipynb #d2a8c2f8
-def _check_options(norm, fill_missing, cat_weight='balanced'):
-    if norm not in norms: raise ValueError(f"Unknown norm {norm!r}: choose one of {norms}.")
-    if not (fill_missing is None or fill_missing in fill_options or
-            (isinstance(fill_missing, numbers.Real) and not isinstance(fill_missing, bool)
-             and math.isfinite(fill_missing))):
-        raise ValueError(f"Unknown fill_missing {fill_missing!r}: use None (NaN is an error), 'mean', "
-                         "'median' or a number.")
-    if not (cat_weight == 'balanced' or
-            (isinstance(cat_weight, numbers.Real) and not isinstance(cat_weight, bool) and cat_weight > 0)):
-        raise ValueError(f"Unknown cat_weight {cat_weight!r}: use 'balanced' or a positive number (1 is raw one-hot).")
-
-# %% ../nbs/03_data.ipynb #fbe92041
-class SomPreprocessor:
-    "Normalise continuous columns, one-hot encode categorical ones, and decode back"
-    def __init__(self,
-        cont_names=(), # continuous (numeric) columns, encoded first, in this order
-        cat_names=(), # categorical columns, one-hot encoded after the continuous ones
-        label_names=(), # columns kept aside as labels (never encoded), remembered for `test_dl`
-        norm:str|None=defaults.norm, # 'zscore', 'minmax' or None
-        fill_missing=None, # None (NaN is an error), 'mean', 'median' or a number
-        cat_weight='balanced', # 'balanced' (a categorical column weighs as much as a continuous one) or a number
-        col_order=None, # order of the raw columns in array input and in `decode` (default: continuous then categorical)
-    ):
-        _check_options(norm, fill_missing, cat_weight)
-        self.cont_names, self.cat_names = _listify(cont_names), _listify(cat_names)
-        self.label_names = _listify(label_names)
-        if not self.cont_names and not self.cat_names:
-            raise ValueError("No feature columns: name at least one continuous or categorical column.")
-        self.norm, self.fill_missing, self.cat_weight = norm, fill_missing, cat_weight
-        self.col_order = _listify(col_order) or self.cont_names + self.cat_names
-        if sorted(self.col_order) != sorted(self.cont_names + self.cat_names):
-            raise ValueError(f"col_order {self.col_order} must hold each continuous and categorical column once.")
-        self.levels, self.shift, self.scale, self.fill, self.weights = {}, None, None, None, None
-
-    @property
-    def fitted(self)->bool: return self.shift is not None
-    @property
-    def feature_names(self)->list:
-        "Names of the encoded columns: continuous names, then `'{column}_{level}'` for each one-hot level"
-        return self.cont_names + [f'{c}_{l}' for c in self.cat_names for l in self.levels.get(c, [])]
-    @property
-    def n_features(self)->int: return len(self.feature_names)
-
-    def __repr__(self):
-        n = f" -> {self.n_features} features" if self.fitted else " (not fitted)"
-        return (f"SomPreprocessor({len(self.cont_names)} continuous, {len(self.cat_names)} categorical{n}, "
-                f"norm={self.norm!r}, fill_missing={self.fill_missing!r}, cat_weight={self.cat_weight!r})")
-
-# %% ../nbs/03_data.ipynb #bf8ed686
-def _levels(s:pd.Series, add_na=False)->list:
-    "Sorted levels of categorical column `s` (its own order for a pandas categorical), as plain Python values"
-    if isinstance(s.dtype, pd.CategoricalDtype): lv = list(s.cat.categories)
-    else:
-        u = list(pd.unique(s.dropna()))
-        try: lv = sorted(u)
-        except TypeError: lv = u
-    lv = [v.item() if isinstance(v, np.generic) else v for v in lv]
-    bad = [v for v in lv if not isinstance(v, (str, int, float, bool))]
-    if bad: raise TypeError(f"Categorical column {s.name!r} has a level of type {type(bad[0]).__name__} ({bad[0]!r}); "
-                            f"levels must be str, int, float or bool: convert the column, e.g. "
-                            f"df[{s.name!r}] = df[{s.name!r}].astype(str).")
-    if add_na and s.isna().any() and na_level not in lv: lv.append(na_level)
-    if not lv: raise ValueError(f"Categorical column {s.name!r} has no values: drop it.")
-    return lv
-
-# %% ../nbs/03_data.ipynb #b75c63cf
-def _is_numeric(s:pd.Series)->bool: return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_complex_dtype(s)
-
-def _check_unique(df:pd.DataFrame, names=None):
-    "Refuse duplicated column names of `df` (among `names`, default all): one name would select several columns"
-    dup = [c for c in dict.fromkeys(df.columns[df.columns.duplicated()]) if names is None or c in names]
-    if dup: raise ValueError(f"The DataFrame has duplicated column name(s) {_fmt(dup)}: rename them so that each "
-                             "column has its own name (e.g. `df.columns = [...]`), or drop the copies with "
-                             "`df = df.loc[:, ~df.columns.duplicated()]`.")
-
-# %% ../nbs/03_data.ipynb #8b3bec54
-@patch
-def _df_inputs(self:SomPreprocessor, df:pd.DataFrame):
-    "Continuous columns of `df` as a float32 tensor, and its categorical columns"
-    _check_unique(df, self.cont_names + self.cat_names)
-    lost = [c for c in self.cont_names + self.cat_names if c not in df.columns]
-    if lost: raise KeyError(f"The data lacks column(s) {_fmt(lost)}, which the preprocessor was fitted with; "
-                            f"it has {_fmt(df.columns)}.")
-    bad = [c for c in self.cont_names if not _is_numeric(df[c])]
-    if bad: raise TypeError(f"Continuous column(s) {_fmt(bad)} are not numeric ({df[bad[0]].dtype}): convert them, "
-                            "e.g. with pd.to_numeric, or name them in cat_names.")
-    if self.cont_names: a = df[self.cont_names].to_numpy(dtype=np.float32, na_value=np.nan)
-    else: a = np.zeros((len(df), 0), np.float32)
-    x = torch.from_numpy(a if a.flags.writeable else a.copy())
-    return x, (df[self.cat_names] if self.cat_names else None)
-
-# %% ../nbs/03_data.ipynb #53190237
-@patch
-def _width_error(self:SomPreprocessor, m:int):
-    k = len(self.col_order)
-    hint = (" It looks already encoded: pass raw data (one column per original feature, category names as values)."
-            if m == self.n_features != k else "")
-    raise ValueError(f"The data has {m} columns but the preprocessor expects {k}: {_fmt(self.col_order)}.{hint}")
-
-def _frame(o)->pd.DataFrame:
-    "A `pd.Series` or a dict of values as a one-row DataFrame (a dict of lists as columns), a DataFrame as is"
-    if isinstance(o, pd.Series): return o.to_frame().T.infer_objects()
-    if isinstance(o, dict): return pd.DataFrame([o] if all(np.ndim(v) == 0 for v in o.values()) else o)
-    return o
-
-def _rows(data):
-    """Rows given one by one (a `Series`, a dict, a list of those or of DataFrames, as `Learner.predict` passes
-    `[item]`) as one DataFrame, a list of 1-D or 2-D tensors as one tensor; other data as is"""
-    if isinstance(data, (pd.Series, dict)): return _frame(data)
-    seq = isinstance(data, (list, tuple)) and len(data)
-    if seq and all(isinstance(o, (pd.Series, dict, pd.DataFrame)) for o in data):
-        return pd.concat([_frame(o) for o in data], ignore_index=True).infer_objects()
-    if seq and all(isinstance(o, Tensor) and o.ndim in (1, 2) for o in data):
-        return torch.cat([torch.atleast_2d(o) for o in data])
-    return data
-
-@patch
-def _inputs(self:SomPreprocessor, data):
-    "Continuous columns of `data` (any accepted input) as float32 tensor, and categorical columns as DataFrame"
-    data = _rows(data)
-    if isinstance(data, pd.DataFrame): return self._df_inputs(data)
-    if self.cat_names:
-        a = np.asarray(data.cpu() if isinstance(data, Tensor) else data, dtype=object)
-        if a.ndim != 2: raise ValueError(f"Expected a 2-D (rows, columns) array, got shape {a.shape}: "
-                                         "for a single row use `a.reshape(1, -1)`, or pass a DataFrame.")
-        if a.shape[1] != len(self.col_order): self._width_error(a.shape[1])
-        return self._df_inputs(pd.DataFrame(a, columns=self.col_order).infer_objects())
-    x = _as_2d(data)
-    if x.shape[1] != len(self.cont_names): self._width_error(x.shape[1])
-    return x, None
-
-# %% ../nbs/03_data.ipynb #a86ca38f
-@patch
-def _fit_cont(self:SomPreprocessor, st:_ColStats, x=None)->float:
-    """Fill values and normalisation from training-split statistics `st` (`x`: the rows, for the median).
-    Returns the mean encoded variance of the non-constant columns (1 when there are none)."""
-    nc = len(self.cont_names)
-    if nc == 0:
-        self.shift, self.scale = torch.zeros(0), torch.ones(0)
-        return 1.
-    _missing_error(st.n_nan, st.n_inf, self.cont_names, self.fill_missing)
-    if self.fill_missing is not None:
-        empty = [c for c, k in zip(self.cont_names, st.n) if k == 0]
-        if empty: raise ValueError(f"Continuous column(s) {_fmt(empty)} have no values at all in the training split: "
-                                   "drop them.")
-        if self.fill_missing == 'mean': v = st.mean.copy()
-        elif self.fill_missing == 'median':
-            if x is None: raise ValueError("fill_missing='median' needs the data in memory: "
-                                           "use 'mean' or a number when streaming.")
-            v = np.nanmedian(np.asarray(x.cpu(), dtype=np.float64), axis=0)
-        else: v = np.full(nc, float(self.fill_missing))
-        st.fill(v)
-        self.fill = torch.from_numpy(v).float()
-    const = (st.hi - st.lo) <= 1e-7 * np.maximum(np.abs(st.lo), np.abs(st.hi))  # to float32 precision
-    if self.norm is not None and const.any():
-        cols = [c for c, k in zip(self.cont_names, const) if k]
-        warnings.warn(f"Column(s) {_fmt(cols)} are constant in the training split: norm={self.norm!r} keeps them, "
-                      "encoded as 0 (shift their value, scale 1, as scikit-learn's scalers do). They add nothing to "
-                      f"distances: drop them to save memory (e.g. df.drop(columns={cols!r})).", UserWarning)
-    if self.norm == 'zscore': shift, scale = st.mean, np.where(const, 1., np.sqrt(st.var))
-    elif self.norm == 'minmax': shift, scale = st.lo, np.where(const, 1., st.hi - st.lo)
-    else: shift, scale = np.zeros(nc), np.ones(nc)
-    self.shift, self.scale = torch.from_numpy(shift).float(), torch.from_numpy(scale).float()
-    v = st.var / scale ** 2
-    return float(v[~const].mean()) if (~const).any() else 1.
-
-# %% ../nbs/03_data.ipynb #30913472
-@patch
-def _codes(self:SomPreprocessor, cats:pd.DataFrame, unknown='error')->list:
-    "Level index of each value of each categorical column (-1 for an unknown level when `unknown='zeros'`)"
-    if unknown not in ('error', 'zeros'): raise ValueError(f"Unknown `unknown` {unknown!r}: use 'error' or 'zeros'.")
-    res = []
-    for c in self.cat_names:
-        s, lv = cats[c], self.levels[c]
-        na = s.isna().to_numpy()
-        if na.any():
-            if self.fill_missing is None:
-                raise ValueError(f"Categorical column {c!r} has {int(na.sum())} missing values: clean them, or pass "
-                                 f"fill_missing (missing categories then become the level {na_level!r}).")
-            s = s.astype(object).where(~na, na_level)
-        codes = pd.Index(lv, dtype=object).get_indexer(s.astype(object)).astype(np.int64)
-        if (codes < 0).any() and unknown == 'error':
-            new = list(pd.unique(s[codes < 0]))
-            raise ValueError(f"Categorical column {c!r} has level(s) {_fmt(new)} not seen when the preprocessor was "
-                             f"fitted (known: {_fmt(lv)}): map them to known levels, or pass unknown='zeros' to encode "
-                             "them as an all-zero block.")
-        res.append(codes)
-    return res
-
-# %% ../nbs/03_data.ipynb #512ab9a3
-@patch
-def _fit_cats(self:SomPreprocessor, cats, v_cont:float, levels=None):
-    "Levels and block weights of the categorical columns from training rows `cats`"
-    if not self.cat_names:
-        self.weights = torch.zeros(0)
-        return
-    levels = levels or {}
-    self.levels = {c: list(levels[c]) if c in levels else _levels(cats[c], self.fill_missing is not None)
-                   for c in self.cat_names}
-    if self.cat_weight != 'balanced':
-        self.weights = torch.full((len(self.cat_names),), float(self.cat_weight))
-        return
-    imp = np.array([1 - ((np.bincount(k, minlength=len(self.levels[c])) / len(k)) ** 2).sum()
-                    for c, k in zip(self.cat_names, self._codes(cats))])   # Gini impurity of each column
-    single = imp <= 1e-12
-    if single.any():
-        warnings.warn(f"Categorical column(s) {_fmt([c for c, s in zip(self.cat_names, single) if s])} have a single "
-                      "level in the training split: kept with weight 1 (cat_weight='balanced' cannot weigh them). "
-                      "They add nothing to distances: drop them to save memory.", UserWarning)
-    self.weights = torch.from_numpy(np.where(single, 1., np.sqrt(v_cont / np.where(single, 1., imp)))).float()
-
-# %% ../nbs/03_data.ipynb #f593c020
-@patch
-def fit(self:SomPreprocessor,
-    data, # training rows: DataFrame, 2-D array, tensor or list
-    levels:dict|None=None, # category levels by column (default: those present in `data`)
-)->SomPreprocessor:
-    "Learn normalisation statistics, fill values, category levels and block weights from the training rows `data`"
-    x, cats = self._inputs(data)
-    _check_rows(len(x), 'training data')
-    v_cont = self._fit_cont(_ColStats(x.shape[1]).add_all(x), x)
-    self._fit_cats(cats, v_cont, levels)
-    return self
-
-# %% ../nbs/03_data.ipynb #883793d2
-@patch
-def _encode_cont(self:SomPreprocessor, x:Tensor, inplace=False)->Tensor:
-    "Fill and normalise the continuous columns `x`; returns `x` itself when there is nothing to do"
-    if not self.fitted: raise RuntimeError("The preprocessor is not fitted yet: call `fit` first.")
-    if x.numel() and not bool(x.sum(0).isfinite().all()):  # cheap test first: a sum is finite only if every term is
-        nan, fin = torch.isnan(x), torch.isfinite(x)
-        if not fin.all():
-            _missing_error(nan.sum(0), (~fin).sum(0) - nan.sum(0), self.cont_names, self.fill_missing)
-            x = torch.where(nan, self.fill.to(x.device), x)
-            inplace = True
-    if self.norm is None: return x
-    shift, scale = self.shift.to(x.device), self.scale.to(x.device)
-    return x.sub_(shift).div_(scale) if inplace else (x - shift) / scale
-
-# %% ../nbs/03_data.ipynb #1e7a4a0c
-@patch
-def _assemble(self:SomPreprocessor, xc:Tensor, codes:list)->Tensor:
-    "Continuous part `xc` followed by one weighted one-hot block per categorical column"
-    n, nc = len(xc), xc.shape[1]
-    out = torch.zeros(n, self.n_features, device=xc.device)
-    out[:, :nc] = xc
-    off = nc
-    for c, w, code in zip(self.cat_names, self.weights.tolist(), codes):
-        code = torch.from_numpy(code).to(xc.device)
-        ok = code >= 0
-        out[torch.arange(n, device=xc.device)[ok], off + code[ok]] = w
-        off += len(self.levels[c])
-    return out
-
-# %% ../nbs/03_data.ipynb #d15a0268
-@patch
-def encode(self:SomPreprocessor,
-    data, # raw rows: DataFrame, 2-D array, tensor, list; a single row as a `pd.Series` or a dict; a list of those
-    unknown:str='error', # unseen category levels: 'error', or 'zeros' for an all-zero block
-)->Tensor:
-    "Encode raw rows into the float32 features the map sees, (n_rows, n_features)"
-    x, cats = self._inputs(data)
-    xc = self._encode_cont(x, inplace=not _shares(x, data))  # in place on a copy (float32 conversion, gather)
-    return _writable(xc, data) if not self.cat_names else self._assemble(xc, self._codes(cats, unknown))
-
-# %% ../nbs/03_data.ipynb #d42c734e
-@patch
-def _check_features(self:SomPreprocessor, t)->Tensor:
-    t = torch.as_tensor(t).float()
-    if t.ndim == 1: t = t[None]
-    if t.ndim != 2 or t.shape[1] != self.n_features:
-        raise ValueError(f"Expected encoded rows with {self.n_features} features ({_fmt(self.feature_names)}), "
-                         f"got shape {tuple(t.shape)}.")
-    return t
-
-@patch
-def denormalize(self:SomPreprocessor,
-    t:Tensor, # encoded rows or codebook vectors, (n, n_features)
-)->Tensor:
-    "Continuous columns back in original units, one-hot blocks divided by their weight (0/1 or level shares)"
-    t = self._check_features(t).clone()
-    nc = len(self.cont_names)
-    t[:, :nc] = t[:, :nc] * self.scale.to(t.device) + self.shift.to(t.device)
-    if self.cat_names:
-        sizes = [len(self.levels[c]) for c in self.cat_names]
-        t[:, nc:] /= self.weights.to(t.device).repeat_interleave(torch.tensor(sizes, device=t.device))
-    return t
-
-# %% ../nbs/03_data.ipynb #d9138d2d
-@patch
-def decode(self:SomPreprocessor,
-    t:Tensor, # encoded rows or codebook vectors, (n, n_features)
-    probs:bool=False, # add a `'{column}_{level}'` column with the share of each level
-)->pd.DataFrame:
-    ("Rows in original units (continuous columns as floats) "
-     "with category names (the most likely level of each one-hot block)")
-    d = self.denormalize(t).cpu()
-    cols = {c: d[:, j].numpy() for j, c in enumerate(self.cont_names)}
-    off = len(self.cont_names)
-    for c in self.cat_names:
-        lv = self.levels[c]
-        blk = d[:, off:off + len(lv)].clamp(min=0)
-        cols[c] = pd.Categorical.from_codes(blk.argmax(1).numpy(), categories=lv)
-        if probs:
-            tot = blk.sum(1, keepdim=True)
-            p = torch.where(tot > 0, blk / tot.clamp(min=1e-30), 1 / len(lv))
-            cols.update({f'{c}_{l}': p[:, i].numpy() for i, l in enumerate(lv)})
-        off += len(lv)
-    shares = lambda c: [f'{c}_{l}' for l in self.levels[c]] if probs and c in self.levels else []
-    order = [k for c in self.col_order for k in [c] + shares(c)]
-    return pd.DataFrame({k: cols[k] for k in order})
-
-# %% ../nbs/03_data.ipynb #ce437333
-_state_keys = ('cont_names', 'cat_names', 'label_names', 'norm', 'fill_missing', 'cat_weight', 'col_order')
-
-@patch
-def state_dict(self:SomPreprocessor)->dict:
-    "Everything needed to rebuild the preprocessor, as plain Python values and tensors"
-    d = {k: getattr(self, k) for k in _state_keys}
-    fm = self.fill_missing
-    d['fill_missing'] = fm if isinstance(fm, (str, type(None))) else float(fm)
-    d['cat_weight'] = self.cat_weight if isinstance(self.cat_weight, str) else float(self.cat_weight)
-    d.update(version=1, levels={c: list(v) for c, v in self.levels.items()},
-             shift=self.shift, scale=self.scale, fill=self.fill, weights=self.weights)
-    return d
-
-@patch(cls_method=True)
-def from_state_dict(cls:SomPreprocessor,
-    d:dict, # what `SomPreprocessor.state_dict()` returned (plain values and tensors)
-)->SomPreprocessor:
-    "Rebuild a fitted preprocessor from `state_dict()`"
-    res = cls(**{k: d[k] for k in _state_keys})
-    res.levels = {c: list(v) for c, v in d['levels'].items()}
-    for k in ('shift', 'scale', 'fill', 'weights'): setattr(res, k, None if d[k] is None else d[k].clone())
-    return res
-
-# %% ../nbs/03_data.ipynb #d6becf56
-class NpyRows:
-    "Rows `rows` (default: all) of a memory-mapped `.npy` file, read and encoded when indexed, as float32 tensors"
-    def __init__(self,
-        path, # a 2-D numeric `.npy` file
-        rows:np.ndarray|None=None, # row numbers in the file (increasing), `None` for all
-        preprocessor:SomPreprocessor|None=None, # encodes rows as they are read (`None`: float32 as stored)
-    ):
-        self.path, self.rows, self.preprocessor, self._mm = Path(path), rows, preprocessor, None
-        self.n, self.n_cols = (self.mm.shape[0] if rows is None else len(rows)), self.mm.shape[1]
-
-    @property
-    def mm(self)->np.ndarray:
-        if self._mm is None: self._mm = np.load(self.path, mmap_mode='r')
-        return self._mm
-    def __len__(self): return self.n
-    @property
-    def shape(self): return torch.Size((self.n, self.n_cols))
-    dtype = torch.float32
-    def __getstate__(self): return {**self.__dict__, '_mm': None}
-    def __repr__(self): return f"NpyRows('{self.path}', {self.n} rows x {self.n_cols})"
-
-# %% ../nbs/03_data.ipynb #b390e774
-@patch
-def __getitem__(self:NpyRows, i):
-    if isinstance(i, (int, np.integer)):
-        j = int(i) + (self.n if i < 0 else 0)
-        if not 0 <= j < self.n: raise IndexError(f"Row {i} out of range for {self.n} rows.")
-        return self[j:j+1][0]
-    if isinstance(i, slice): raw = self.mm[i] if self.rows is None else self.mm[self.rows[i]]
-    else:
-        i = np.asarray(i.cpu() if isinstance(i, Tensor) else i, dtype=np.int64)
-        fr = i if self.rows is None else self.rows[i]
-        o = np.argsort(fr, kind='stable')  # read in file order, return in the order asked
-        raw = np.empty((len(fr), self.n_cols), self.mm.dtype)
-        raw[o] = self.mm[fr[o]]
-    x = torch.from_numpy(np.array(raw, dtype=np.float32))
-    return x if self.preprocessor is None else self.preprocessor._encode_cont(x, inplace=True)
+__all__ = ['SomDataset', 'SomDataLoader', 'SomDataLoaders']
 
 # %% ../nbs/03_data.ipynb #26731a46
 class SomDataset:
@@ -544,10 +55,10 @@ class SomDataLoader(DataLoader):
         device=None, # where batches go (`None`: leave them where the data is)
         **kwargs
     ):
-        bs = default_bs(len(dataset)) if bs is None else _check_int('bs', bs)
+        bs = default_bs(len(dataset)) if bs is None else check_int('bs', bs)
         kwargs.pop('num_workers', None)
         super().__init__(dataset, bs=bs, shuffle=shuffle, drop_last=drop_last, device=device, num_workers=0, **kwargs)
-        self.seed, self.epoch = (None if seed is None else _check_int('seed', seed, lo=0)), 0
+        self.seed, self.epoch = (None if seed is None else check_int('seed', seed, lo=0)), 0
 
     x = property(lambda self: self.dataset.x, doc="The encoded rows of this split (tensor or `NpyRows`)")
     labels = property(lambda self: self.dataset.labels, doc="The labels aligned with `x`, or `None`")
@@ -567,14 +78,14 @@ class SomDataLoader(DataLoader):
 def get_idxs(self:SomDataLoader):
     "Row order of an epoch: `range(n)`, or when shuffling the permutation `Som.fit` draws for epoch `self.epoch`"
     if not self.shuffle: return range(self.n)
-    return torch.randperm(self.n, generator=_generator(None if self.seed is None else self.seed + self.epoch))
+    return torch.randperm(self.n, generator=seed_generator(None if self.seed is None else self.seed + self.epoch))
 
 @patch
 def set_epoch(self:SomDataLoader,
     epoch:int, # epoch number, from 0: the shuffling seed is `seed + epoch`
 ):
     "Shuffle the next pass as epoch `epoch` (from `seed + epoch`, as `Som.fit`): a resumed training sees the same order"
-    self.epoch = _check_int('epoch', epoch, lo=0)
+    self.epoch = check_int('epoch', epoch, lo=0)
 
 @patch
 def create_batches(self:SomDataLoader,
@@ -615,10 +126,10 @@ def sample(self:SomDataLoader,
     seed:int|None=None, # seed of the draw (`None`: torch's global generator)
 )->Tensor:
     "Up to `n` encoded rows drawn without replacement, in data order, as a float32 tensor (a copy)"
-    n, N = _check_int('n', n), len(self.x)
+    n, N = check_int('n', n), len(self.x)
     if n >= N: idx = torch.arange(N)
     else:
-        g = _generator(seed)
+        g = seed_generator(seed)
         idx = torch.randperm(N, generator=g)[:n].sort().values
     x = self.x
     res = x.index_select(0, idx.to(x.device)) if isinstance(x, Tensor) else x[idx]
@@ -718,7 +229,7 @@ def _split(n:int, valid_pct:float, seed=None):
     if n - n_valid < 2: raise ValueError(f"valid_pct={valid_pct} leaves {n - n_valid} training row(s) of {n}: "
                                          "lower valid_pct or pass more rows.")
     if n_valid == 0: return None, np.zeros(0, dtype=np.int64)
-    perm = torch.randperm(n, generator=_generator(seed)).numpy()
+    perm = torch.randperm(n, generator=seed_generator(seed)).numpy()
     return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
 
 def _take(labels, idx):
@@ -741,7 +252,7 @@ def _check_labels(labels, n:int):
     if len(labels) != n: raise ValueError(f"labels has {len(labels)} rows but the data has {n}: "
                                           "pass one label per row.")
     empty = _empty_labels(labels)
-    if empty: raise ValueError(f"Label column(s) {_fmt(empty)} have no values (all missing): drop them (from "
+    if empty: raise ValueError(f"Label column(s) {fmt_names(empty)} have no values (all missing): drop them (from "
                                "label_names), or fill them.")
     return labels
 
@@ -775,7 +286,7 @@ def _check_kwargs(fname:str, kwargs:dict)->dict:
         if k not in _options:
             raise TypeError(f"{fname}() got an unknown option {k}=: its options are {', '.join(_options)}.")
     for k, lo in (('bs', 1), ('val_bs', 1), ('seed', 0)):
-        if kwargs.get(k) is not None: kwargs[k] = _check_int(k, kwargs[k], lo)
+        if kwargs.get(k) is not None: kwargs[k] = check_int(k, kwargs[k], lo)
     return kwargs
 
 # %% ../nbs/03_data.ipynb #d292ef44
@@ -846,8 +357,8 @@ def _df_names(df, cont_names, cat_names, label_names):
     cont = None if cont_names is None else _listify(cont_names)
     for role, names in (('cont_names', cont or []), ('cat_names', cat), ('label_names', lab)):
         lost = [c for c in names if c not in df.columns]
-        if lost: raise KeyError(f"Unknown column(s) {_fmt(lost)} in {role}: "
-                                f"the DataFrame has columns {_fmt(df.columns)}.")
+        if lost: raise KeyError(f"Unknown column(s) {fmt_names(lost)} in {role}: "
+                                f"the DataFrame has columns {fmt_names(df.columns)}.")
         if len(set(names)) != len(names): raise ValueError(f"{role} names a column twice: {names}.")
     named = (cont or []) + cat + lab
     twice = sorted({c for c in named if named.count(c) > 1})
@@ -856,7 +367,7 @@ def _df_names(df, cont_names, cat_names, label_names):
     if cont is None:
         rest = [c for c in df.columns if c not in cat and c not in lab]
         bad = [c for c in rest if not _is_numeric(df[c])]
-        if bad: raise TypeError(f"Column(s) {_fmt(bad)} are not numeric ({df[bad[0]].dtype}) "
+        if bad: raise TypeError(f"Column(s) {fmt_names(bad)} are not numeric ({df[bad[0]].dtype}) "
                                 "and not named as categorical or label columns: "
                                 "pass them in cat_names (one-hot encoded) or label_names (kept aside), "
                                 "or drop them from the DataFrame.")
@@ -926,7 +437,7 @@ def from_npy(cls:SomDataLoaders,
 )->SomDataLoaders:
     ("`SomDataLoaders` streaming from a memory-mapped `.npy` file, for data bigger than RAM; "
      "`learn.export` writes beside it")
-    kwargs, chunk_rows = _check_kwargs('from_npy', kwargs), _check_int('chunk_rows', chunk_rows)
+    kwargs, chunk_rows = _check_kwargs('from_npy', kwargs), check_int('chunk_rows', chunk_rows)
     mm = np.load(path, mmap_mode='r')
     if mm.dtype.kind not in 'biuf': raise TypeError(f"{path} holds {mm.dtype}, not numbers.")
     if mm.ndim != 2: raise ValueError(f"{path} holds an array of shape {mm.shape}: expected 2-D (rows, features).")
@@ -972,5 +483,5 @@ def test_dl(self:SomDataLoaders,
             labels = _label_frame(data, p.label_names)
     if len(x) == 0: raise ValueError("The test data has no rows.")
     ds = SomDataset(x, _check_labels(labels, len(x)), p, np.arange(len(x)))
-    bs = self.valid.bs if bs is None else _check_int('bs', bs)
+    bs = self.valid.bs if bs is None else check_int('bs', bs)
     return self.valid.new(ds, bs=bs, shuffle=False, drop_last=False, **kwargs)

@@ -8,14 +8,14 @@ Docs: https://fastsom.github.io/fastsom/distributed.html.md"""
 from __future__ import annotations
 import math, os, torch
 import torch.distributed as dist
-from contextlib import contextmanager
 from torch import Tensor
 from fastcore.basics import patch
-from .som import Som, defaults, default_bs, _check_choice, _check_int, _generator, inits
+from .som import Som, defaults, default_bs, inits
+from .checks import check_choice, check_int, seed_generator
 
 # %% auto #0
 __all__ = ['rank_world', 'is_main', 'init_distributed', 'all_reduce_stats', 'all_reduce_sum', 'shard', 'longest_shard',
-           'sharded_batches', 'ShardDL', 'shard_dl', 'ReduceMetrics']
+           'sharded_batches']
 
 # %% ../nbs/06_distributed.ipynb #ed347168
 def rank_world()->tuple:
@@ -88,7 +88,7 @@ def sharded_batches(
     "A function of the epoch yielding this process's mini-batches, the same number on every process"
     n_max = longest_shard(x)
     def batches(epoch):
-        g = _generator(None if seed is None else seed + epoch)
+        g = seed_generator(None if seed is None else seed + epoch)
         order = torch.randperm(len(x), generator=g).to(x.device) if shuffle else torch.arange(len(x), device=x.device)
         for i in range(0, n_max, bs): yield x[order[i:i+bs]]
     return batches
@@ -101,7 +101,7 @@ def init_distributed_codebook(self:Som,
     seed:int|None=None, # seed for 'random' and 'sample'
 )->Som:
     "Initialise the codebook identically on every process: PCA from the moments of all shards, else from rank 0's shard"
-    _check_choice('init', init, inits)
+    check_choice('init', init, inits)
     if init == 'pca':
         xd = x.double()  # sums of squares in float64: exact enough for data far from the origin
         n = all_reduce_sum(xd.new_tensor([len(x)]))
@@ -129,119 +129,7 @@ def fit_distributed(self:Som,
 )->Som:
     "Data-parallel `Som.fit`: every process trains on its shard and ends with the same codebook"
     x, world = self.prep(x), rank_world()[1]
-    bs = -(-default_bs(int(all_reduce_sum(torch.tensor(len(x))))) // world) if bs is None else _check_int('bs', bs)
+    bs = -(-default_bs(int(all_reduce_sum(torch.tensor(len(x))))) // world) if bs is None else check_int('bs', bs)
     if init is not None: self.init_distributed_codebook(x, init, seed)
     return self.fit_batches(sharded_batches(x, bs, shuffle, seed), epochs, math.ceil(longest_shard(x) / bs), alpha,
                             sigma, schedule, reduce=all_reduce_stats, start_epoch=start_epoch, after_epoch=after_epoch)
-
-# %% ../nbs/06_distributed.ipynb #625f2330
-from fastai.learner import AvgLoss, AvgMetric
-from fastai.callback.core import Callback
-from fastai.callback.progress import CSVLogger
-from .data import SomDataLoader, SomDataset, NpyRows
-from .learner import SomLearner, TopographicError, UnitsHit
-
-# %% ../nbs/06_distributed.ipynb #d38d2920
-class ShardDL(SomDataLoader):
-    ("A `SomDataLoader` over one process's padded shard; "
-     "`batch_real` marks the rows of the last batch that are not padding")
-    def __init__(self,
-        dataset, # this process's `SomDataset` shard, padded to the longest shard
-        n_real:int|None=None, # number of rows of the shard that are not padding; None: all
-        **kwargs,
-    ):
-        super().__init__(dataset, **kwargs)
-        self.n_real, self.batch_real = len(dataset) if n_real is None else n_real, None
-    def new(self,
-        dataset=None, # the `SomDataset` of the copy; `None` keeps this one
-        cls=None, # class of the copy; `None` keeps this one
-        **kwargs,
-    ): return super().new(dataset, cls, **{'n_real': self.n_real, **kwargs})
-
-# %% ../nbs/06_distributed.ipynb #bb43d12e
-@patch
-def create_batches(self:ShardDL,
-    idxs, # row indices of the shard in the order of this pass
-):
-    idxs = torch.as_tensor(list(idxs) if isinstance(idxs, range) else idxs, dtype=torch.long)
-    if self.drop_last: idxs = idxs[:len(idxs) // self.bs * self.bs]
-    for p in idxs.split(self.bs):
-        self.batch_real = p < self.n_real
-        yield self.x[p.to(self.x.device) if isinstance(self.x, Tensor) else p]
-
-# %% ../nbs/06_distributed.ipynb #72910ce6
-def _take(o, idx):
-    "Rows `idx` of a tensor, `NpyRows` (still streamed from its file), array, Series or DataFrame (None stays None)"
-    if o is None: return None
-    if isinstance(o, NpyRows):
-        return NpyRows(o.path, idx.numpy() if o.rows is None else o.rows[idx.numpy()], o.preprocessor)
-    if hasattr(o, 'iloc'): return o.iloc[idx.numpy()]
-    return o[idx] if isinstance(o, Tensor) else o[idx.numpy()]
-
-# %% ../nbs/06_distributed.ipynb #5c86b21c
-def shard_dl(
-    dl:SomDataLoader, # the whole split
-    rank:int, # this process
-    world:int, # number of processes
-    pad:bool=True, # pad to the longest shard with (masked) copies, so every process takes the same number of steps
-)->SomDataLoader:
-    "This process's strided shard of `dl`"
-    n = len(dl.dataset)
-    idx = torch.arange(rank, n, world)
-    n_real = len(idx)
-    if pad and n_real < -(-n // world): idx = torch.cat([idx, idx[:1]])
-    ds = SomDataset(_take(dl.x, idx), _take(dl.labels, idx[:n_real]), dl.preprocessor, _take(dl.rows, idx[:n_real]))
-    cls = ShardDL if pad else SomDataLoader
-    kw = dict(n_real=n_real) if pad else {}
-    return cls(ds, bs=dl.bs, shuffle=dl.shuffle, drop_last=dl.drop_last, seed=dl.seed, device=dl.device, **kw)
-
-# %% ../nbs/06_distributed.ipynb #080a81a3
-def _reduce_metric(m, device):
-    "Sum a metric's accumulators over all processes, in place"
-    if isinstance(m, (AvgLoss, AvgMetric)): attrs = ('total', 'count')
-    elif isinstance(m, TopographicError): attrs = ('bad', 'n')
-    elif isinstance(m, UnitsHit):
-        if m.hit is not None: m.hit = all_reduce_sum(m.hit.to(device, torch.float32)) > 0
-        return
-    else: raise TypeError(f"Cannot reduce metric {type(m).__name__} across processes: use AvgMetric-style metrics, "
-                          "or validate in one process.")
-    for a in attrs:
-        setattr(m, a, all_reduce_sum(torch.as_tensor(getattr(m, a), dtype=torch.float64, device=device)).item())
-
-# %% ../nbs/06_distributed.ipynb #de000644
-class ReduceMetrics(Callback):
-    "Add up the validation loss and metrics of all processes before the `Recorder` records them"
-    order = 49  # just before the Recorder (50)
-    def after_validate(self):
-        for m in self.recorder._valid_mets: _reduce_metric(m, self.model.codebook.device)
-
-# %% ../nbs/06_distributed.ipynb #bc805f6f
-@patch
-@contextmanager
-def distrib_ctx(self:SomLearner,
-    backend:str|None=None, # 'gloo', 'nccl', or None: nccl when CUDA is available, else gloo
-):
-    "Data-parallel training inside the block when launched by `torchrun`; a no-op in a single process"
-    created = not dist.is_initialized() and init_distributed(backend)
-    rank, world = rank_world()
-    if world == 1:
-        yield self
-        return
-    dls, cbs = self.dls, [cb for cb in self.cbs if isinstance(cb, CSVLogger)] if rank else []
-    if not isinstance(dls.train, SomDataLoader): raise TypeError("distrib_ctx shards `SomDataLoaders`: "
-                                                                 "build the learner's data with them.")
-    self.dls = type(dls)(shard_dl(dls.train, rank, world), shard_dl(dls.valid, rank, world, pad=False),
-                         path=dls.path, device=dls.device)
-    self.reduce_stats = all_reduce_stats
-    self.remove_cbs(cbs)
-    self.add_cb(ReduceMetrics())
-    try:
-        if rank:
-            with self.no_bar(), self.no_logging(): yield self
-        else: yield self
-    finally:
-        self.dls = dls
-        del self.reduce_stats
-        self.remove_cb(ReduceMetrics)
-        self.add_cbs(cbs)
-        if created: dist.destroy_process_group()

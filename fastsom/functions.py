@@ -8,6 +8,7 @@ Docs: https://fastsom.github.io/fastsom/functions.html.md"""
 from __future__ import annotations
 import math, torch
 from torch import Tensor
+from .checks import check_choice
 
 # %% auto #0
 __all__ = ['distances', 'neighbourhoods', 'sqeuclidean', 'euclidean', 'cosine', 'pnorm', 'manhattan', 'chebyshev', 'gaussian',
@@ -109,8 +110,7 @@ neighbourhoods = dict(gaussian=gaussian, bubble=bubble, triangle=triangle, mexic
 # %% ../nbs/01_functions.ipynb #2fed2c7c
 def _get(kind:str, table:dict, f):
     if callable(f): return f
-    if f in table: return table[f]
-    raise ValueError(f"Unknown {kind} {f!r}: choose one of {list(table)}, or pass a callable.")
+    return table[check_choice(kind, f, table, ', or pass a callable')]
 
 # %% ../nbs/01_functions.ipynb #7b6c1fda
 def get_distance(

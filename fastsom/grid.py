@@ -6,9 +6,10 @@ Docs: https://fastsom.github.io/fastsom/grid.html.md"""
 
 # %% ../nbs/00_grid.ipynb #7157308f
 from __future__ import annotations
-import math, numbers, torch
+import math, torch
 from torch import Tensor
 from fastcore.basics import patch
+from .checks import check_choice, check_int
 
 # %% auto #0
 __all__ = ['topologies', 'axis_d2', 'Grid']
@@ -20,11 +21,8 @@ _hex_dy = math.sqrt(3) / 2
 # %% ../nbs/00_grid.ipynb #185b789a
 def _check_size(rows, cols)->tuple:
     "(rows, cols) as Python ints (numpy integers accepted), or a ValueError"
-    for name, v in (('rows', rows), ('cols', cols)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"Map size `{name}` must be a positive integer, got {v!r}: "
-                             "pass size=(rows, cols), e.g. (10, 10).")
-    return int(rows), int(cols)
+    hint = ": pass size=(rows, cols), e.g. (10, 10)"
+    return tuple(check_int(f"Map size `{name}`", v, hint=hint) for name, v in (('rows', rows), ('cols', cols)))
 
 # %% ../nbs/00_grid.ipynb #1d967548
 def axis_d2(
@@ -47,8 +45,7 @@ class Grid:
         toroidal:bool=False, # wrap both axes around
     ):
         rows, cols = _check_size(rows, cols)
-        if topology not in topologies: raise ValueError(f"Unknown topology {topology!r}: choose one of "
-                                                        f"{list(topologies)}.")
+        check_choice('topology', topology, topologies)
         if topology == 'hex' and toroidal and rows % 2:
             raise ValueError(f"A toroidal hex map needs an even number of rows, got {rows}: "
                              f"use {rows+1} or {rows-1} rows.")
@@ -108,6 +105,24 @@ def dist2_from(self:Grid,
     "Squared grid distances from each unit in `bmu` to every unit, (n, n_units)"
     return self.dist2(torch.as_tensor(bmu).reshape(-1, 1), None)
 
+# %% ../nbs/00_grid.ipynb #830d6aae
+@patch
+def rc(self:Grid,
+    idx=None, # unit indices (any shape), `None` for all units
+)->Tensor:
+    "(row, col) of units `idx`, shape `(*idx.shape, 2)`: the one mapping from unit index to lattice cell"
+    i = _as_idx(self, idx)
+    return torch.stack([self.row[i], self.col[i]], -1)
+
+# %% ../nbs/00_grid.ipynb #43456640
+@patch
+def index(self:Grid,
+    row, # lattice rows (any shape)
+    col, # lattice columns, broadcast against `row`
+)->Tensor:
+    "Unit index of cell (`row`, `col`): the inverse of `Grid.rc` (units are numbered row by row)"
+    return torch.as_tensor(row) * self.cols + torch.as_tensor(col)
+
 # %% ../nbs/00_grid.ipynb #5cefaf86
 _rect_offsets = [(-1,-1),(-1,0),(-1,1),(0,-1),(0,1),(1,-1),(1,0),(1,1)]
 _hex_offsets = {0: [(-1,-1),(-1,0),(0,-1),(0,1),(1,-1),(1,0)],  # even rows
@@ -138,7 +153,7 @@ def neighbours(self:Grid)->tuple:
     if self.toroidal: r, c = r % self.rows, c % self.cols
     mask = (r >= 0) & (r < self.rows) & (c >= 0) & (c < self.cols)
     # on tiny toroidal maps an offset can land on the unit itself or twice on the same unit
-    idx = torch.where(mask, r * self.cols + c, -1)
+    idx = torch.where(mask, self.index(r, c), -1)
     mask &= idx != torch.arange(self.n_units)[:, None]
     dup = (idx[:, :, None] == idx[:, None, :]).triu(1).any(1)
     mask &= ~dup

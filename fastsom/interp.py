@@ -6,227 +6,30 @@ Docs: https://fastsom.github.io/fastsom/interp.html.md"""
 
 # %% ../nbs/05_interp.ipynb #23199366
 from __future__ import annotations
-import math
 from collections import Counter, defaultdict
 import numpy as np, pandas as pd, torch
 from torch import Tensor
 import matplotlib.pyplot as plt
-from matplotlib import colors as mcolors, patheffects
-from matplotlib.collections import PolyCollection, PatchCollection
-from matplotlib.patches import Patch, Wedge
+from matplotlib import patheffects
+from matplotlib.collections import PatchCollection
+from matplotlib.patches import Wedge
 from fastcore.basics import patch
-from .grid import Grid
-from .som import Som, _check_int
+from fastcore.meta import delegates
+from .som import Som
+from .checks import check_choice, check_int
+from . import plot
+from .plot import plot_lattice, plot_categories, annotate_units, contrast_text, category_colors, encode_categories
+from .plot import _cell_points, _to_cpu
 
 # %% auto #0
-__all__ = ['unit_polygons', 'plot_lattice', 'contrast_text', 'annotate_units', 'category_colors', 'encode_categories',
-           'plot_categories', 'SomInterpretation', 'pca_colors']
-
-# %% ../nbs/05_interp.ipynb #32b3e193
-def unit_polygons(
-    grid:Grid, # the map's lattice
-)->np.ndarray:
-    "Vertices of each unit's cell in plot coordinates (x, y), (n_units, 4 or 6, 2)"
-    yx = grid.coords.numpy().astype(float)
-    if grid.hex:
-        a = np.deg2rad(90 + 60 * np.arange(6))
-        off = np.stack([np.cos(a), np.sin(a)], 1) / math.sqrt(3)
-    else: off = np.array([[-.5, -.5], [.5, -.5], [.5, .5], [-.5, .5]])
-    return yx[:, None, ::-1] + off[None]
-
-# %% ../nbs/05_interp.ipynb #f85036ce
-def _as_units(grid:Grid, v, name='values')->np.ndarray:
-    "`v` as a float array (n_units,), from (n_units,) or (rows, cols)"
-    if isinstance(v, Tensor): v = v.detach().cpu().numpy()
-    v = np.asarray(v, dtype=float)
-    if v.shape in ((grid.n_units,), grid.shape): return v.reshape(-1)
-    raise ValueError(f"`{name}` must have one value per unit, shape ({grid.n_units},) or {grid.shape}, got {v.shape}.")
-
-# %% ../nbs/05_interp.ipynb #a7117b56
-def _tick_step(n:int)->int:
-    "A step that gives at most about 10 ticks along an axis of `n` units"
-    return next(s for s in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 10**9) if n / s <= 10)
-
-# %% ../nbs/05_interp.ipynb #7b5d4fdb
-def _setup_axes(ax, grid:Grid, title=None, ticks=True):
-    xy = unit_polygons(grid).reshape(-1, 2)
-    (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
-    pad = .1
-    ax.set_xlim(x0 - pad, x1 + pad)
-    ax.set_ylim(y1 + pad, y0 - pad)  # row 0 at the top
-    ax.set_aspect('equal')
-    if ticks:
-        rs, cs = range(0, grid.rows, _tick_step(grid.rows)), range(0, grid.cols, _tick_step(grid.cols))
-        ax.set_yticks([r * grid.dy for r in rs], [str(r) for r in rs])
-        ax.set_xticks(list(cs), [str(c) for c in cs])
-        ax.tick_params(length=2, labelsize='small')
-        ax.set_xlabel('col', fontsize='small'); ax.set_ylabel('row', fontsize='small')
-    else: ax.set_xticks([]); ax.set_yticks([])
-    for s in ax.spines.values(): s.set_visible(False)
-    if title: ax.set_title(title)
-
-# %% ../nbs/05_interp.ipynb #6dbbbc83
-def _auto_figsize(grid:Grid, size=5.)->tuple:
-    "A figure size whose map's longer side is `size` inches, plus room for the colour bar, ticks and title"
-    xy = unit_polygons(grid).reshape(-1, 2)
-    w, h = xy.max(0) - xy.min(0)
-    s = size / max(w, h)
-    return (max(4., w * s + 1.4), max(1.8, h * s + .8))
-
-# %% ../nbs/05_interp.ipynb #dcb9a437
-def _new_ax(ax, grid, figsize):
-    if ax is None: _, ax = plt.subplots(figsize=figsize or _auto_figsize(grid), layout='constrained')
-    return ax
-
-# %% ../nbs/05_interp.ipynb #00c2e861
-def plot_lattice(
-    grid:Grid, # the map's lattice (e.g. `som.grid`)
-    values=None, # one number per unit, (n_units,) or (rows, cols); NaN units are drawn blank
-    colors=None, # instead of `values`: one RGB(A) colour per unit, (n_units, 3|4) or (rows, cols, 3|4)
-    ax=None, # axes to draw on; a new figure when `None`
-    figsize:tuple|None=None, # size of the new figure (default: from the map's shape)
-    cmap='viridis', # colour map for `values`
-    title:str|None=None, # axes title
-    colorbar:bool=True, # draw a colour bar (for `values`)
-    cbar_label:str|None=None, # colour bar label
-    vmin:float|None=None, # lower end of the colour scale
-    vmax:float|None=None, # upper end of the colour scale
-    norm=None, # a matplotlib `Normalize` instead of `vmin`/`vmax`
-    edgecolor=None, # colour of the cell borders; default light grey, `'face'` (no borders) on maps over 40 units a side
-    linewidth:float|None=None, # width of the cell borders (default: thin)
-    blank='white', # colour of units whose value is NaN
-    ticks:bool=True, # row and column tick labels
-)->plt.Axes:
-    "Draw one value (or colour) per unit as hexagons or squares on the map's lattice; returns the axes"
-    ax = _new_ax(ax, grid, figsize)
-    small = max(grid.shape) <= 40
-    if edgecolor is None: edgecolor = '0.8' if small else 'face'  # 'face' also hides anti-aliasing seams
-    if linewidth is None: linewidth = .4 if small else .6
-    pc = PolyCollection(unit_polygons(grid), edgecolors=edgecolor, linewidths=linewidth)
-    if colors is not None:
-        c = colors.detach().cpu().numpy() if isinstance(colors, Tensor) else np.asarray(colors, dtype=float)
-        c = c.reshape(grid.n_units, -1)
-        if c.shape[1] not in (3, 4): raise ValueError("`colors` must be RGB or RGBA per unit, "
-                                                      f"got {c.shape[1]} channels.")
-        pc.set_facecolor(np.clip(c, 0, 1))
-    elif values is not None:
-        v = _as_units(grid, values)
-        cm = plt.get_cmap(cmap).with_extremes(bad=blank)
-        pc.set_array(np.ma.masked_invalid(v))
-        pc.set_cmap(cm)
-        if norm is not None: pc.set_norm(norm)
-        else: pc.set_clim(vmin, vmax)
-    else: raise ValueError("Pass `values` (one number per unit) or `colors` (one colour per unit).")
-    ax.add_collection(pc)
-    _setup_axes(ax, grid, title, ticks)
-    if colorbar and colors is None:
-        cax = ax.inset_axes([1.03, 0, .04, 1])  # follows the map's box, whatever its aspect
-        cb = ax.figure.colorbar(pc, cax=cax)
-        cb.outline.set_visible(False)
-        cax.tick_params(labelsize='small')
-        if cbar_label: cb.set_label(cbar_label, fontsize='small')
-    return ax
-
-# %% ../nbs/05_interp.ipynb #e824741b
-def _cell_points(ax, grid:Grid)->float:
-    "Size in points of one lattice step on `ax`"
-    eng = ax.figure.get_layout_engine()
-    if eng is not None: eng.execute(ax.figure)  # settle the axes' final place first
-    bb = ax.get_position()
-    fw, fh = ax.figure.get_size_inches() * 72
-    (x0, x1), (y1, y0) = ax.get_xlim(), ax.get_ylim()
-    return min(bb.width * fw / (x1 - x0), bb.height * fh / (y1 - y0))
-
-# %% ../nbs/05_interp.ipynb #e7e7cbbc
-def contrast_text(
-    rgba, # background colours (n, 3|4)
-)->list:
-    "'black' or 'white', whichever reads better on each background colour"
-    c = mcolors.to_rgba_array(rgba)
-    return ['white' if l < .5 else 'black' for l in c[:, :3] @ np.array([.299, .587, .114])]
-
-# %% ../nbs/05_interp.ipynb #c6c514c1
-def annotate_units(
-    ax, # axes drawn by `plot_lattice`
-    grid:Grid, # the map's lattice
-    texts, # one string (or `None` for nothing) per unit, in unit order
-    colors=None, # one text colour per unit, or a single colour (a name or a tuple)
-    fontsize:float|None=None, # default: fits the cell
-    **kwargs, # passed to `ax.text`
-)->list:
-    "Write `texts` at the centres of the units; returns the `Text` objects"
-    texts = list(texts)
-    if len(texts) != grid.n_units: raise ValueError(f"Need one text per unit ({grid.n_units}), got {len(texts)}.")
-    longest = max([len(str(t)) for t in texts if t is not None] or [1])
-    fs = fontsize or float(np.clip(_cell_points(ax, grid) * .55 / max(1, .6 * longest), 3, 12))
-    if colors is None or isinstance(colors, (str, tuple)): colors = [colors or 'black'] * grid.n_units
-    yx = grid.coords.numpy()
-    return [ax.text(x, y, str(t), ha='center', va='center', fontsize=fs, color=c, **kwargs)
-            for (y, x), t, c in zip(yx, texts, colors) if t is not None and t == t]
-
-# %% ../nbs/05_interp.ipynb #fb86f6f0
-def category_colors(
-    n:int, # number of colours (of classes)
-)->np.ndarray:
-    "`n` distinguishable RGBA colours"
-    if n <= 10: return plt.get_cmap('tab10')(np.arange(n))
-    if n <= 20: return plt.get_cmap('tab20')(np.arange(n))
-    return plt.get_cmap('gist_rainbow')(np.linspace(0, 1, n, endpoint=False))
-
-# %% ../nbs/05_interp.ipynb #84b270ba
-def encode_categories(
-    v, # one category (any hashable) per item; `None`/NaN for none
-    classes=None, # the categories, in legend order (default: sorted unique values)
-)->tuple:
-    "Integer codes (-1 for none) and the list of categories"
-    s = pd.Series(np.asarray(v.detach().cpu().numpy() if isinstance(v, Tensor) else v, dtype=object))
-    if classes is None:
-        codes, uniq = pd.factorize(s, sort=True)
-        return codes, list(uniq)
-    classes = list(classes)
-    return pd.Categorical(s, categories=classes).codes.astype(int), classes
-
-# %% ../nbs/05_interp.ipynb #ca148dc6
-def plot_categories(
-    grid:Grid, # the map's lattice
-    values, # one category per unit (any hashable), `None`/NaN for none, (n_units,) or (rows, cols)
-    classes=None, # all categories in legend order (default: sorted unique values)
-    ax=None, # axes to draw on; a new figure when `None`
-    figsize:tuple|None=None, # size of the new figure
-    title:str|None=None, # axes title
-    colors=None, # one colour per class (default: `category_colors`)
-    alpha=None, # per-unit opacity in [0, 1] (e.g. purity), blended with white
-    legend:bool=True, # draw a legend of the classes
-    **kwargs, # passed to `plot_lattice`
-)->plt.Axes:
-    "Draw one category per unit, one colour per category; units without one stay blank"
-    v = values.detach().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values, dtype=object)
-    codes, classes = encode_categories(v.reshape(-1), classes)
-    if len(codes) != grid.n_units: raise ValueError(f"Need one category per unit ({grid.n_units}), got {len(codes)}.")
-    cc = mcolors.to_rgba_array(category_colors(len(classes)) if colors is None else colors)
-    rgba = np.ones((grid.n_units, 4))
-    rgba[codes >= 0] = cc[codes[codes >= 0]]
-    if alpha is not None:
-        a = np.nan_to_num(_as_units(grid, alpha, 'alpha'), nan=0.)[:, None]
-        rgba[:, :3] = a * rgba[:, :3] + (1 - a)
-    ax = plot_lattice(grid, colors=rgba, ax=ax, figsize=figsize, title=title, **kwargs)
-    used = sorted(set(codes[codes >= 0].tolist()))
-    if legend and used:
-        handles = [Patch(facecolor=cc[i], label=str(classes[i])) for i in used]
-        ax.legend(handles=handles, loc='upper left', bbox_to_anchor=(1.01, 1), fontsize='small', frameon=False,
-                  ncols=1 + len(handles) // 25, handlelength=1, borderaxespad=0)
-    return ax
-
-# %% ../nbs/05_interp.ipynb #39e96887
-def _to_cpu(t): return t.detach().cpu() if isinstance(t, Tensor) else torch.as_tensor(np.asarray(t))
+__all__ = ['SomInterpretation']
 
 # %% ../nbs/05_interp.ipynb #5eb3f8c5
 def _labels_array(labels, label=None)->np.ndarray|None:
     "Labels as a 1-D object array; from a DataFrame, column `label` (default: the first)"
     if labels is None: return None
     if isinstance(labels, pd.DataFrame):
-        if label is not None and label not in labels.columns:
-            raise ValueError(f"Unknown label column {label!r}: choose one of {list(labels.columns)}.")
+        if label is not None: check_choice('label column', label, labels.columns)
         labels = labels[labels.columns[0] if label is None else label]
     if isinstance(labels, Tensor): labels = labels.detach().cpu().numpy()
     a = np.asarray(labels, dtype=object)
@@ -273,7 +76,7 @@ class SomInterpretation:
         unit, # unit index, in [0, n_units)
     )->tuple:
         "(row, col) of unit index `unit`"
-        return divmod(int(unit), self.grid.cols)
+        return tuple(self.grid.rc(int(unit)).tolist())
     def __repr__(self):
         return (f"SomInterpretation({self.grid.rows}x{self.grid.cols} {self.grid.topology} map, {len(self.x)} samples"
                 f"{', %d classes' % len(self.classes) if self.labels is not None else ''})")
@@ -303,7 +106,7 @@ def _take_rows(labels, idx:np.ndarray):
 def _loaders_to_read(dls, ds_idx)->list:
     "The non-empty `DataLoader`s of `dls` that `from_learner` reads: split `ds_idx`, or the first two (`None`)"
     n = len(dls.loaders)
-    if ds_idx is not None and _check_int('ds_idx', ds_idx, lo=0) >= n:
+    if ds_idx is not None and check_int('ds_idx', ds_idx, lo=0) >= n:
         raise ValueError(f"ds_idx must be None (all rows) or below {n}, the number of DataLoaders, got {ds_idx}.")
     dl_s = [d for d in (dls.loaders[:2] if ds_idx is None else [dls[ds_idx]]) if len(d.dataset)]
     if dl_s: return dl_s
@@ -460,40 +263,13 @@ def decoded_codebook(self:SomInterpretation)->pd.DataFrame:
     df.index = pd.MultiIndex.from_arrays([self.grid.row.numpy(), self.grid.col.numpy()], names=['row', 'col'])
     return df
 
-# %% ../nbs/05_interp.ipynb #d36e2766
-def _minmax(a:np.ndarray)->np.ndarray:
-    lo, hi = a.min(0), a.max(0)
-    return np.where(hi > lo, (a - lo) / np.where(hi > lo, hi - lo, 1), .5)
-
-# %% ../nbs/05_interp.ipynb #7fbf8323
-def pca_colors(
-    w, # vectors (n, d)
-)->np.ndarray:
-    "First three principal components of `w`, each scaled to [0, 1], as RGB colours (n, 3)"
-    w = _to_cpu(w).double()
-    wc = w - w.mean(0)
-    vh = torch.linalg.svd(wc, full_matrices=False)[2][:3]
-    vh = vh * vh.gather(1, vh.abs().argmax(1, keepdim=True)).sign()  # a deterministic sign
-    out = np.full((len(w), 3), .5)
-    out[:, :len(vh)] = _minmax((wc @ vh.T).numpy())
-    return out
-
 # %% ../nbs/05_interp.ipynb #069c9537
 @patch
 def codebook_colors(self:SomInterpretation,
     pca:bool|None=None, # force PCA colours (default: only when the map has other than 3 features)
 )->np.ndarray:
     "One RGB colour in [0, 1] per unit, (rows, cols, 3)"
-    if pca is None: pca = self.som.n_features != 3
-    if pca: c = pca_colors(self.som.weights)
-    else:
-        d = self.decode_rows(self.som.weights)
-        d = d.select_dtypes('number') if isinstance(d, pd.DataFrame) else d
-        c = d.to_numpy(float) if d.shape[1] == 3 else self.som.weights.detach().cpu().numpy().astype(float)
-        if c.min() >= 0 and c.max() <= 1: pass
-        elif c.min() >= 0 and c.max() <= 255: c = c / 255
-        else: c = _minmax(c)
-    return c.reshape(*self.grid.shape, 3)
+    return plot.codebook_colors(self.som, None if pca else self.decode_rows(self.som.weights), pca)
 
 # %% ../nbs/05_interp.ipynb #884d87f3
 @patch
@@ -505,9 +281,8 @@ def plot_codebook(self:SomInterpretation,
     **kwargs, # passed to `plot_lattice`
 )->plt.Axes:
     "The codebook as colours on the lattice: RGB for 3 features, else its first three principal components"
-    pca = self.som.n_features != 3 if pca is None else pca
-    title = title or ('Codebook (first 3 principal components as RGB)' if pca else 'Codebook (RGB)')
-    return plot_lattice(self.grid, colors=self.codebook_colors(pca), ax=ax, figsize=figsize, title=title, **kwargs)
+    decoded = None if pca else self.decode_rows(self.som.weights)
+    return plot.plot_codebook(self.som, decoded, pca, ax=ax, figsize=figsize, title=title, **kwargs)
 
 # %% ../nbs/05_interp.ipynb #c28d6ac0
 @patch
@@ -542,8 +317,7 @@ def plot_umatrix(self:SomInterpretation,
     if overlay not in (None, 'hits', 'labels'): raise ValueError(f"Unknown overlay {overlay!r}: choose None, "
                                                                  "'hits' or 'labels'.")
     title = title or 'U-matrix' + {None: '', 'hits': ' and hits', 'labels': ' and majority labels'}[overlay]
-    ax = plot_lattice(self.grid, self.distance_map(), ax=ax, figsize=figsize, cmap=cmap, title=title,
-                      cbar_label='distance', **kwargs)
+    ax = plot.plot_umatrix(self.som, ax=ax, figsize=figsize, cmap=cmap, title=title, **kwargs)
     if overlay == 'hits': self._overlay_hits(ax)
     elif overlay == 'labels': self._overlay_labels(ax)
     return ax
@@ -572,39 +346,13 @@ def plot_hits(self:SomInterpretation,
 
 # %% ../nbs/05_interp.ipynb #d5c57b26
 @patch
+@delegates(plot.plot_component_planes, but=['grid', 'planes'])
 def plot_component_planes(self:SomInterpretation,
     features:list|None=None, # decoded column names or positions (default: all)
-    ncols:int|None=None, # panels per row (default: 4, or about the square root of the number of panels when larger)
-    figsize:tuple|None=None, # size of the figure (default: about 3.3 inches per panel)
-    cmap='viridis', # colour map of continuous features
-    axs=None, # an array of axes to draw on instead of a new figure
-    **kwargs, # passed to `plot_lattice`
+    **kwargs,
 )->np.ndarray:
-    "One panel per feature: its value over the map, in original units; returns the array of axes"
-    df = self.decoded_codebook()
-    if features is None: features = list(df.columns)
-    if isinstance(features, (str, int)): features = [features]
-    names = []
-    for f in features:
-        if isinstance(f, (int, np.integer)): names.append(df.columns[f])
-        elif f in df.columns: names.append(f)
-        else: raise ValueError(f"Unknown feature {f!r}: choose from {list(df.columns)}.")
-    new = axs is None
-    if new:
-        ncols = ncols or min(len(names), max(4, math.ceil(math.sqrt(len(names)))))
-        nrows = math.ceil(len(names) / ncols)
-        w, h = _auto_figsize(self.grid, 2.4)
-        fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (w * ncols, h * nrows + .3), squeeze=False,
-                                layout='constrained')
-        for a in axs.flat[len(names):]: a.set_visible(False)
-    flat = np.asarray(axs).reshape(-1)
-    if len(flat) < len(names): raise ValueError(f"Got {len(flat)} axes for {len(names)} features.")
-    for a, n in zip(flat, names):
-        col = df[n]
-        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-            plot_lattice(self.grid, col.to_numpy(float), ax=a, cmap=cmap, title=str(n), **kwargs)
-        else: plot_categories(self.grid, col.to_numpy(object), ax=a, title=str(n), **kwargs)
-    return axs
+    "One panel per feature of the decoded codebook, in original units; returns the array of axes"
+    return plot.plot_component_planes(self.grid, self.decoded_codebook(), features, **kwargs)
 
 # %% ../nbs/05_interp.ipynb #18be2db5
 @patch
@@ -763,8 +511,9 @@ def top_losses(self:SomInterpretation,
     d, idx = self.dists.topk(k, largest=largest)
     df = self.decode_rows(self.x[idx])
     df.insert(0, 'dist', d.numpy())
-    df.insert(1, 'row', (self.bmus[idx] // self.grid.cols).numpy())
-    df.insert(2, 'col', (self.bmus[idx] % self.grid.cols).numpy())
+    rc = self.grid.rc(self.bmus[idx]).numpy()
+    df.insert(1, 'row', rc[:, 0])
+    df.insert(2, 'col', rc[:, 1])
     if self.labels is not None: df.insert(3, 'label', self.labels[idx.numpy()])
     df.index = pd.Index(idx.numpy(), name='sample')
     return df

@@ -22,7 +22,8 @@ from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.progress import ProgressCallback  # registers the progress bar and the metrics table
 from .data import SomDataLoader
 from .som import Som, defaults, default_sigma, default_size, get_schedule, progress, schedules
-from .som import _check_choice, _check_int, _check_real, _fname
+from .som import _fname
+from .checks import check_choice, check_int, check_real
 
 # %% auto #0
 __all__ = ['quantization_loss', 'som_splitter', 'TopographicError', 'UnitsHit', 'som_scheds', 'SomLearner', 'train_sample',
@@ -142,7 +143,7 @@ def _check_cb(cb):
 
 def _check_schedule(schedule):
     "`schedule` when it is None (constant values), a callable `f(start, end, pos)` or a name in `schedules`"
-    return schedule if schedule is None or callable(schedule) else _check_choice('schedule', schedule, schedules)
+    return schedule if schedule is None or callable(schedule) else check_choice('schedule', schedule, schedules)
 
 # %% ../nbs/04_learner.ipynb #10844eca
 def _last(v):
@@ -194,7 +195,7 @@ class SomLearner(Learner):
     ):
         ("Fit for `n_epoch` epochs, decaying alpha and sigma per mini-batch like `Som.fit`, "
          "from where the last fit ended")
-        n_epoch, start_epoch = _check_int('n_epoch', n_epoch), _check_int('start_epoch', start_epoch, 0)
+        n_epoch, start_epoch = check_int('n_epoch', n_epoch), check_int('start_epoch', start_epoch, 0)
         if start_epoch >= n_epoch: raise ValueError(f"start_epoch={start_epoch} leaves nothing of a {n_epoch}-epoch "
                                                     "fit: resume at an epoch below n_epoch.")
         n_iter = len(self.dls.train)
@@ -368,7 +369,7 @@ def som_learner(
     if n_inp != 1: raise ValueError("A SOM takes one float input tensor per batch, "
                                     f"but these DataLoaders have n_inp={n_inp}: build them with `SomDataLoaders`, "
                                     "which yields (x, x) batches.")
-    if sigma is not None: sigma = _check_real('sigma', sigma, 0, lo_open=True)
+    if sigma is not None: sigma = check_real('sigma', sigma, 0, lo_open=True)
     x = train_sample(dls, seed=seed) if init is not None or size is None else None
     if size is None: size = default_size(x, topology, n=getattr(dls.train, 'n', None))
     kw = {} if chunk_mb is None else dict(chunk_mb=chunk_mb)

@@ -11,6 +11,7 @@ from functools import partial
 from torch import nn, Tensor
 from types import SimpleNamespace
 from fastcore.basics import patch
+from .checks import check_choice, check_int, check_real, check_2d, check_finite, seed_generator
 from .grid import Grid, axis_d2
 from .functions import *
 
@@ -22,31 +23,6 @@ __all__ = ['update_rules', 'inits', 'defaults', 'schedules', 'default_bs', 'defa
 # %% ../nbs/02_som.ipynb #e0fcc196
 update_rules = ('minibatch', 'batch', 'online')
 inits = ('pca', 'random', 'sample')
-
-# %% ../nbs/02_som.ipynb #990b9333
-def _check_choice(name:str, v, valid):
-    "`v` when it is one of `valid`; else a ValueError listing them (the one message of every choice by name)"
-    if isinstance(v, (str, type(None))) and v in valid: return v
-    raise ValueError(f"Unknown {name} {v!r}: choose one of {list(valid)}.")
-
-# %% ../nbs/02_som.ipynb #bbeb4b41
-def _check_int(name:str, v, lo:int=1)->int:
-    "`v` as a Python int when it is an integer (numpy's included) of at least `lo`; else a ValueError naming `name`"
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-        raise ValueError(f"{name} must be {'a positive integer' if lo == 1 else f'an integer >= {lo}'}, got {v!r}.")
-    return int(v)
-
-# %% ../nbs/02_som.ipynb #29c5fc28
-def _check_real(name:str, v, lo:float=-math.inf, hi:float=math.inf, lo_open:bool=False)->float:
-    ("`v` as a Python float when it is a finite number in [`lo`, `hi`] (`(lo, hi]` when `lo_open`); "
-     "else an error naming `name`")
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {v!r} ({type(v).__name__}).")
-    v = float(v)
-    if not (math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi):
-        rng = f"{'>' if lo_open else '>='} {lo:g}" if hi == math.inf else f"in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
-        raise ValueError(f"{name} must be a finite number {rng}, got {v!r}.")
-    return v
 
 # %% ../nbs/02_som.ipynb #699f2da9
 def _fname(f)->str:
@@ -109,7 +85,7 @@ def _check_map(size)->tuple:
     if not isinstance(size, (tuple, list, torch.Size)) or len(size) != 2:
         raise ValueError(f"`size` must be (rows, cols), got {size!r}: pass e.g. size=(10, 10), "
                          "or use `default_size(x)`.")
-    return tuple(_check_int(f"Map size `{n}`", v) for n, v in zip(('rows', 'cols'), size))
+    return tuple(check_int(f"Map size `{n}`", v) for n, v in zip(('rows', 'cols'), size))
 
 # %% ../nbs/02_som.ipynb #a45d4d4e
 def _available_memory()->int:
@@ -159,13 +135,13 @@ class Som(nn.Module):
         chunk_mb:float=4, # MiB of one (samples x units) distance block of the BMU search (cache-sized is fastest)
     ):
         super().__init__()
-        size, n_features = _check_map(size), _check_int('n_features', n_features)
+        size, n_features = _check_map(size), check_int('n_features', n_features)
         check_memory(size[0] * size[1], n_features)
         self.grid = Grid(*size, topology, toroidal)
         self.dist, self.neigh = get_distance(dist), get_neighbourhood(neigh)
         _check_output('distance', self.dist, (torch.zeros(2, n_features), torch.ones(3, n_features)), (2, 3))
         _check_output('neighbourhood', self.neigh, (torch.ones(2, 3), 1.), (2, 3))
-        self.update = _check_choice('update rule', update, update_rules)
+        self.update = check_choice('update rule', update, update_rules)
         if self.neigh is mexican_hat and update != 'online':
             raise ValueError("The mexican hat takes negative values, which the batch rules cannot divide by: "
                              "use update='online'.")
@@ -223,24 +199,15 @@ def prep(self:Som,
     ints = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
     if x.dtype == torch.bool or not (x.is_floating_point() or x.dtype in ints):
         raise TypeError(f"Expected numeric data, got dtype {x.dtype}.")
-    if x.ndim == 1: raise ValueError(f"Expected 2-D data (samples, features), got 1-D of length {len(x)}: "
-                                     "use x.reshape(1, -1) for one sample or x.reshape(-1, 1) for one feature.")
-    if x.ndim != 2: raise ValueError(f"Expected 2-D data (samples, features), got shape {tuple(x.shape)}.")
+    check_2d(x.shape)
     if x.shape[1] != self.n_features: raise ValueError(f"Data has {x.shape[1]} features but the map has "
                                                        f"{self.n_features}: build the Som with "
                                                        f"n_features={x.shape[1]}, "
                                                        "or pass the same columns it was trained on.")
     if len(x) == 0: raise ValueError("Got no samples (0 rows).")
     x = x.to(device=self.codebook.device, dtype=self.codebook.dtype)
-    if not torch.isfinite(x).all():
-        bad = (~torch.isfinite(x)).any(0).nonzero().flatten().tolist()
-        raise ValueError(f"Data contains NaN or inf in feature column(s) {bad}: fill or drop them first.")
+    check_finite(x)
     return x
-
-# %% ../nbs/02_som.ipynb #ed452de3
-def _generator(seed:int|None):
-    "A torch generator seeded with `seed` (numpy integers accepted), or None for torch's global one"
-    return None if seed is None else torch.Generator().manual_seed(_check_int('seed', seed, 0))
 
 # %% ../nbs/02_som.ipynb #303c57a0
 def _unit_span(v:Tensor)->Tensor:
@@ -281,8 +248,8 @@ def init_codebook(self:Som,
     seed:int|None=None, # seed for 'random', 'sample' and the PCA subsample
 )->Som:
     "Initialise the codebook from data `x`"
-    _check_choice('init', init, inits)
-    x, g = self.prep(x), _generator(seed)
+    check_choice('init', init, inits)
+    x, g = self.prep(x), seed_generator(seed)
     if init == 'random':
         lo, hi = x.min(0).values, x.max(0).values
         w = lo + (hi - lo) * torch.rand(self.n_units, self.n_features, generator=g).to(x)
@@ -360,7 +327,7 @@ def search(self:Som,
     k:int=1, # number of nearest units to return
 )->tuple:
     "Indices and distances of the `k` nearest units of each sample, both (n, k)"
-    k = _check_int('k', k)
+    k = check_int('k', k)
     if k > self.n_units: raise ValueError(f"k must be between 1 and the number of units ({self.n_units}), got {k}.")
     return self._search(self.prep(x), k)
 
@@ -388,7 +355,7 @@ def bmu_rc(self:Som,
 )->Tensor:
     "(row, col) of the best matching unit of each sample, (n, 2)"
     i = self.bmu(x)
-    return torch.stack([i // self.grid.cols, i % self.grid.cols], 1)
+    return self.grid.rc(i).to(i.device)
 
 # %% ../nbs/02_som.ipynb #97709afe
 @patch
@@ -436,7 +403,7 @@ def check_hypers(self:Som,
     names:tuple=('alpha', 'sigma'), # how messages name them (the learner's alpha is fastai's `lr`)
 )->tuple:
     "(alpha, sigma) as floats when this map's update rule accepts them; else an error naming the value"
-    return (_check_real(names[0], alpha, 0, _alpha_max[self.update]), _check_real(names[1], sigma, 0, lo_open=True))
+    return (check_real(names[0], alpha, 0, _alpha_max[self.update]), check_real(names[1], sigma, 0, lo_open=True))
 
 # %% ../nbs/02_som.ipynb #171e4fe8
 @patch
@@ -537,8 +504,8 @@ def get_schedule(
 )->callable:
     "A function of the training progress `pos` in [0, 1] giving the value of hyper-parameter `name`"
     if callable(v): return v
-    f = kind if callable(kind) else schedules[_check_choice('schedule', kind, schedules)]
-    if isinstance(v, (tuple, list)) and len(v) == 2: start, end = (_check_real(name, o) for o in v)
+    f = kind if callable(kind) else schedules[check_choice('schedule', kind, schedules)]
+    if isinstance(v, (tuple, list)) and len(v) == 2: start, end = (check_real(name, o) for o in v)
     elif isinstance(v, numbers.Real) and not isinstance(v, bool): return partial(_constant, float(v))
     else: raise TypeError(f"{name} must be a number, a (start, end) pair or a callable of the progress, got {v!r}.")
     if f in (sched_exp, sched_two_phase) and (start <= 0 or end <= 0):
@@ -561,8 +528,8 @@ def fit_batches(self:Som,
 )->Som:
     ("The training loop: per epoch, one `step` per mini-batch, "
      "alpha and sigma from the schedules at the batch's progress")
-    epochs, n_batches = _check_int('epochs', epochs), _check_int('n_batches', n_batches)
-    start_epoch = _check_int('start_epoch', start_epoch, 0)
+    epochs, n_batches = check_int('epochs', epochs), check_int('n_batches', n_batches)
+    start_epoch = check_int('start_epoch', start_epoch, 0)
     fa = get_schedule('alpha', (defaults.alpha, defaults.alpha_end) if alpha is None else alpha, schedule)
     fs = get_schedule('sigma', default_sigma(self.size) if sigma is None else sigma, schedule)
     for pos in (0., 1.): self.check_hypers(fa(pos), fs(pos))  # fail now, not at the last step
@@ -585,7 +552,7 @@ def minibatches(
      "reshuffled every epoch when `shuffle` (from `seed + epoch`)")
     def batches(epoch):
         seed_e = None if seed is None else seed + epoch
-        order = torch.randperm(len(x), generator=_generator(seed_e)).to(x.device) if shuffle else None
+        order = torch.randperm(len(x), generator=seed_generator(seed_e)).to(x.device) if shuffle else None
         for i in range(0, len(x), bs): yield x[order[i:i+bs]] if shuffle else x[i:i+bs]
     return batches
 
@@ -606,7 +573,7 @@ def fit(self:Som,
 )->Som:
     "Train the map on `x` with mini-batches, decaying `alpha` and `sigma` per mini-batch"
     x = self.prep(x)
-    bs = default_bs(len(x)) if bs is None else _check_int('bs', bs)
+    bs = default_bs(len(x)) if bs is None else check_int('bs', bs)
     if init is not None: self.init_codebook(x, init, seed)
     return self.fit_batches(minibatches(x, bs, shuffle, seed), epochs, math.ceil(len(x) / bs), alpha, sigma, schedule,
                             start_epoch=start_epoch, after_epoch=after_epoch)

@@ -4,8 +4,9 @@ from functools import partial
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 import fastsom.cli as cli
-from fastsom.cli import DEFAULTS, FORMAT_VERSION, MARKER, load_som, main, read_settings, recover_output, save_som
-from fastsom.data import SomPreprocessor
+from fastsom.cli import DEFAULTS, MARKER, main, read_settings, recover_output
+from fastsom.modelfile import FORMAT_VERSION, load_som, save_som
+from fastsom.preprocess import SomPreprocessor
 from fastsom.som import Som, default_bs, defaults
 
 ROOT = Path(__file__).parents[1]
@@ -482,7 +483,7 @@ def test_huge_declared_size_fails_fast_without_allocating(tmp_path):
     "A model file declaring a map too big for memory, or one that fits but not its codebook, allocates nothing"
     script = f'''
 import resource, time, torch
-from fastsom.cli import load_som, save_som
+from fastsom.modelfile import load_som, save_som
 from fastsom.som import Som
 p = save_som({str(tmp_path / "m.pt")!r}, Som((2, 2), 10))
 d = torch.load(p, weights_only=True)

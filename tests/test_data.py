@@ -3,7 +3,8 @@ import inspect, pickle, re, subprocess, sys, textwrap, warnings
 import numpy as np, pandas as pd, pytest, torch
 from torch import nn
 from fastsom.data import SomDataLoaders, SomPreprocessor, SomDataLoader, NpyRows
-from fastsom.som import defaults, default_bs, minibatches, _check_int
+from fastsom.som import defaults, default_bs, minibatches
+from fastsom.checks import check_int
 
 warnings.filterwarnings('ignore', category=UserWarning)
 
@@ -32,8 +33,8 @@ CONT = ['age', 'income', 'score', 'member']
 
 
 def int_message(name, v, lo=1):
-    "The shared message of `fastsom.som._check_int` for `v`, as a regex"
-    with pytest.raises(ValueError) as e: _check_int(name, v, lo)
+    "The shared message of `fastsom.checks.check_int` for `v`, as a regex"
+    with pytest.raises(ValueError) as e: check_int(name, v, lo)
     return re.escape(str(e.value))
 
 

@@ -6,7 +6,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 import numpy as np, pandas as pd, pytest, torch
 from fastsom.all import *
-from fastsom.interp import unit_polygons
+from fastsom.plot import unit_polygons
 from conftest import som_with
 
 
