@@ -17,8 +17,9 @@ from .functions import *
 
 # %% auto #0
 __all__ = ['update_rules', 'inits', 'defaults', 'schedules', 'default_bs', 'default_sigma', 'default_size', 'check_memory', 'Som',
-           'moments', 'sched_exp', 'sched_linear', 'sched_cos', 'sched_two_phase', 'progress', 'get_schedule',
-           'minibatches']
+           'moments', 'sched_exp', 'sched_linear', 'sched_cos', 'sched_two_phase', 'sched_inverse_decay_to_zero',
+           'sched_linear_decay_to_zero', 'sched_asymptotic_decay', 'sched_inverse_decay_to_one',
+           'sched_linear_decay_to_one', 'progress', 'get_schedule', 'minibatches']
 
 # %% ../nbs/02_som.ipynb #e0fcc196
 update_rules = ('minibatch', 'batch', 'online')
@@ -484,8 +485,52 @@ def sched_two_phase(
     "Ordering then fine-tuning: the first quarter of training covers three quarters of the exponential decay"
     return sched_exp(start, end, 3 * pos if pos < .25 else .75 + (pos - .25) / 3)
 
+# %% ../nbs/02_som.ipynb #64e290dd
+def sched_inverse_decay_to_zero(
+    start:float, # value at the start of training (pos=0)
+    end:float, # unused: the decay ends at start / 101
+    pos:float, # training progress in [0, 1], MiniSom's t / max_iter
+)->float:
+    "MiniSom's 'inverse_decay_to_zero': `start / (1 + 100 * pos)`"
+    return start / (1 + 100 * pos)
+
+def sched_linear_decay_to_zero(
+    start:float, # value at the start of training (pos=0)
+    end:float, # unused: the decay ends at 0
+    pos:float, # training progress in [0, 1], MiniSom's t / max_iter
+)->float:
+    "MiniSom's 'linear_decay_to_zero': `start * (1 - pos)`"
+    return start * (1 - pos)
+
+def sched_asymptotic_decay(
+    start:float, # value at the start of training (pos=0)
+    end:float, # unused: the decay ends at start / 3
+    pos:float, # training progress in [0, 1], MiniSom's t / max_iter
+)->float:
+    "MiniSom's 'asymptotic_decay' (its default): `start / (1 + 2 * pos)`"
+    return start / (1 + 2 * pos)
+
+def sched_inverse_decay_to_one(
+    start:float, # value at the start of training (pos=0)
+    end:float, # unused: the decay ends at 1
+    pos:float, # training progress in [0, 1], MiniSom's t / max_iter
+)->float:
+    "MiniSom's 'inverse_decay_to_one' (a sigma decay): `start / (1 + pos * (start - 1))`"
+    return start / (1 + pos * (start - 1))
+
+def sched_linear_decay_to_one(
+    start:float, # value at the start of training (pos=0)
+    end:float, # unused: the decay ends at 1
+    pos:float, # training progress in [0, 1], MiniSom's t / max_iter
+)->float:
+    "MiniSom's 'linear_decay_to_one' (a sigma decay): `start + pos * (1 - start)`"
+    return start + pos * (1 - start)
+
 # %% ../nbs/02_som.ipynb #53bb3444
-schedules = dict(exp=sched_exp, linear=sched_linear, cos=sched_cos, two_phase=sched_two_phase)
+schedules = dict(exp=sched_exp, linear=sched_linear, cos=sched_cos, two_phase=sched_two_phase,
+                 inverse_decay_to_zero=sched_inverse_decay_to_zero, linear_decay_to_zero=sched_linear_decay_to_zero,
+                 asymptotic_decay=sched_asymptotic_decay, inverse_decay_to_one=sched_inverse_decay_to_one,
+                 linear_decay_to_one=sched_linear_decay_to_one)
 def _constant(v:float, pos:float)->float: return v
 
 # %% ../nbs/02_som.ipynb #a8f8e2b2
@@ -606,10 +651,50 @@ def activation_response(self:Som,
 
 # %% ../nbs/02_som.ipynb #ce45fe75
 @patch
-def distance_map(self:Som)->Tensor:
-    "U-matrix: mean Euclidean distance of each unit's codebook vector to its lattice neighbours', (rows, cols)"
+def distance_map(self:Som,
+    scaling:str='mean', # 'mean' or 'sum' of the distances to the lattice neighbours
+)->Tensor:
+    ("U-matrix: the mean (or, with `scaling='sum'`, the sum) of the Euclidean distances of each unit's codebook vector "
+     "to its lattice neighbours', (rows, cols)")
+    check_choice('scaling', scaling, ('mean', 'sum'))
     idx, mask = self.grid.neighbours()
     w = self.weights
     idx, mask = idx.to(w.device), mask.to(w.device)
-    d = (w[:, None] - w[idx]).norm(dim=-1) * mask
-    return (d.sum(1) / mask.sum(1).clamp(min=1)).view(self.grid.shape)
+    d = ((w[:, None] - w[idx]).norm(dim=-1) * mask).sum(1)
+    return (d if scaling == 'sum' else d / mask.sum(1).clamp(min=1)).view(self.grid.shape)
+
+# %% ../nbs/02_som.ipynb #7aeced98
+@patch
+def quantization(self:Som,
+    x, # samples (n, n_features): tensor, array or numeric DataFrame
+)->Tensor:
+    "The codebook vector of each sample's BMU, (n, n_features), as MiniSom's `quantization`"
+    return self.weights[self.bmu(x)]
+
+# %% ../nbs/02_som.ipynb #e78ef211
+@patch
+def activate(self:Som,
+    x, # samples (n, n_features), or one sample (n_features,) as MiniSom takes it
+)->Tensor:
+    ("Euclidean distance from each sample to every unit's codebook vector, (n, rows, cols); (rows, cols) for one "
+     "1-D sample, as MiniSom's `activate`")
+    one = getattr(x, 'ndim', None) == 1
+    x = self.prep(torch.as_tensor(x).reshape(1, -1) if one else x)
+    d = torch.cdist(x, self.weights, compute_mode='donot_use_mm_for_euclid_dist').view(-1, *self.grid.shape)
+    return d[0] if one else d
+
+# %% ../nbs/02_som.ipynb #ac5ad35e
+@patch
+def distortion_measure(self:Som,
+    x, # samples (n, n_features): tensor, array or numeric DataFrame
+    sigma:float|None=None, # neighbourhood radius (MiniSom's is its starting sigma); default `default_sigma(size)[1]`
+)->float:
+    ("MiniSom's `distortion_measure`: $\\sum_i\\sum_u h_\\sigma(b_i, u)\\,\\|x_i - w_u\\|$, Euclidean distances "
+     "(not squared) to all units weighted by the map's neighbourhood around the BMU, summed over the samples")
+    x = self.prep(x)
+    sigma = default_sigma(self.size)[1] if sigma is None else check_real('sigma', sigma, 0, lo_open=True)
+    w, total = self.weights.double(), 0.
+    for xc in x.split(self.chunk_size()):
+        h = self.neigh(self.grid.dist2_from(self._search(xc)[0][:, 0].cpu()).to(w), sigma)
+        total += (h * torch.cdist(xc.double(), w, compute_mode='donot_use_mm_for_euclid_dist')).sum().item()
+    return total

@@ -2,7 +2,7 @@
 import json, subprocess, sys
 import pytest
 
-FASTAI_FREE = ['checks', 'grid', 'functions', 'som', 'preprocess', 'modelfile', 'plot', 'distributed']
+FASTAI_FREE = ['checks', 'grid', 'functions', 'som', 'quality', 'preprocess', 'modelfile', 'plot', 'distributed']
 
 
 @pytest.mark.parametrize('mod', FASTAI_FREE)
