@@ -108,7 +108,7 @@ def som_scheds(
     ends = dict(lr=defaults.alpha_end, sigma=defaults.sigma_end)
     def sched(k, start):
         end = start if schedule is None else min(ends[k], start)
-        f = get_schedule(k, (start, end), schedule if start != end else 'linear')  # from start to start: constant
+        f = get_schedule(k, (start, end), schedule or 'linear')  # None: linear from start to start, a constant
         return partial(_at_step, f, n_steps)
     return {k: sched(k, v) for k, v in dict(lr=lr, sigma=sigma).items()}
 

@@ -553,6 +553,7 @@ def get_schedule(
     if isinstance(v, (tuple, list)) and len(v) == 2: start, end = (check_real(name, o) for o in v)
     elif isinstance(v, numbers.Real) and not isinstance(v, bool): return partial(_constant, float(v))
     else: raise TypeError(f"{name} must be a number, a (start, end) pair or a callable of the progress, got {v!r}.")
+    if start == end and f in (sched_exp, sched_linear, sched_cos, sched_two_phase): return partial(_constant, start)
     if f in (sched_exp, sched_two_phase) and (start <= 0 or end <= 0):
         raise ValueError(f"An exponential schedule needs {name} start and end > 0, got {start} -> {end}: "
                          "use schedule='linear'.")
