@@ -553,6 +553,4 @@ def main(argv:list|None=None)->int:
 # %% ../nbs/14_cli.ipynb #773f1ee8
 def cli():
     "The `fastsom` console script"
-    # raised by an import inside fastai
-    warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.* is deprecated')
     sys.exit(main())
