@@ -458,7 +458,7 @@ def from_npy(cls:SomDataLoaders,
     for a in range(0, n, chunk_rows):
         c, m = np.asarray(mm[a:a + chunk_rows]), is_tr[a:a + chunk_rows]
         st_tr.add_all(c[m]); st_va.add_all(c[~m])
-        if prep.missing: check_observed(torch.from_numpy(c), names=names, offset=a)  # every row has a value
+        if prep.missing: check_observed(torch.tensor(c), names=names, offset=a)  # every row has a value
     _missing_error(st_tr.n_nan + st_va.n_nan, st_tr.n_inf + st_va.n_inf, names, prep.fill_missing, prep.missing)
     prep._fit_cont(st_tr)
     xs = NpyRows(path, tr, prep), NpyRows(path, va, prep)

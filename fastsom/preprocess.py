@@ -481,7 +481,7 @@ def impute(self:SomPreprocessor,
      "DataFrame rows or rows with categorical columns, else a float32 tensor")
     filled, data = self.decode(som.impute(self.encode(data, missing='mask'))), self._table(data)
     if isinstance(data, Tensor):
-        return torch.where(torch.isnan(data), torch.from_numpy(filled.to_numpy(np.float32)).to(data.device), data)
+        return torch.where(torch.isnan(data), torch.tensor(filled.to_numpy(np.float32), device=data.device), data)
     res = data.copy()
     for c in self.col_order:
         na, s = res[c].isna(), res[c]
