@@ -99,6 +99,17 @@ def test_rows_with_holes_search_only_their_observed_features():
     torch.testing.assert_close(d[:, 0], torch.tensor([math.sqrt(2 * 1.), math.sqrt(2 * 1.), math.sqrt(2 * 1.)]))
 
 
+def test_moments_with_holes_are_pairwise_complete():
+    x = holey(blobs(500, 4) * torch.tensor([1., 3., .5, 2.]) + 40, .3)
+    mean, cov = moments(x)
+    df = pd.DataFrame(x.double().numpy())
+    np.testing.assert_allclose(mean.numpy(), df.mean().to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(cov.numpy(), df.cov().to_numpy(), rtol=1e-9, atol=1e-12)  # pandas: pairwise-complete
+    dls = SomDataLoaders.from_tensor(x, missing='mask', seed=0)
+    learn = som_learner(dls, seed=0)  # map size and PCA start from the rows with holes
+    assert learn.model.size == default_size(dls.train.x) and torch.isfinite(learn.codebook).all()
+
+
 # the masked step
 
 def test_masked_step_by_hand():
@@ -291,6 +302,8 @@ def test_cli_impute_end_to_end(tmp_path):
     assert set(filled['c']) <= {'r', 'g', 'b'} and set(filled['s']) <= {'S', 'M', 'L'}
     stdout = run('impute', 'out/model.pt', 'holes.csv')
     assert stdout.returncode == 0 and pd.read_csv(io.StringIO(stdout.stdout)).equals(filled)
+    r = run('predict', 'out/model.pt', 'holes.csv', '-o', 'bmus.csv')  # BMUs over the observed features
+    assert r.returncode == 0 and len(pd.read_csv(tmp_path / 'bmus.csv')) == len(dm), r.stderr
     r = run('impute', 'out/model.pt', 'holes.csv', '-o', 'holes.csv')  # never over an input
     assert r.returncode == 1 and 'Refusing to replace holes.csv: it is the input' in r.stderr
     r = run('impute', 'out/model.pt', 'holes.csv', '-o', 'out/codebook.csv')  # nor over a file of the output
