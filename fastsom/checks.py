@@ -11,7 +11,7 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['check_choice', 'check_int', 'check_real', 'fmt_names', 'check_2d', 'nonfinite_counts', 'check_finite',
-           'seed_generator']
+           'check_observed', 'seed_generator']
 
 # %% ../nbs/00_checks.ipynb #45c3c325
 def check_choice(
@@ -100,6 +100,27 @@ def check_finite(
     bad = [c for c, k in zip(names, (nan + inf).tolist()) if k]
     raise ValueError(f"{what} contains NaN or inf in feature column(s) {fmt_names(bad)} "
                      f"({int(nan.sum())} NaN, {int(inf.sum())} inf): {hint}.")
+
+# %% ../nbs/00_checks.ipynb #dc11c07d
+def check_observed(
+    x:Tensor, # 2-D data, NaN marking a missing entry
+    what:str='Data', # what the data is, for the message
+    names=None, # column names, for the message (default: column numbers)
+    offset:int=0, # position of the first row of `x` in the whole data, for the message
+)->Tensor:
+    "`x` when it holds no inf and every row observes (holds a number in) at least one feature; else a ValueError"
+    nan, inf = nonfinite_counts(x)
+    if inf.any():
+        names = list(range(x.shape[-1])) if names is None else list(names)
+        bad = [c for c, k in zip(names, inf.tolist()) if k]
+        raise ValueError(f"{what} contains inf in feature column(s) {fmt_names(bad)} ({int(inf.sum())} inf): "
+                         "replace them with NaN to treat them as missing, or drop those rows.")
+    if nan.any():
+        empty = torch.isnan(x).all(1).nonzero().flatten()
+        if len(empty): raise ValueError(f"{what} has {len(empty)} row(s) with no observed value (all NaN), the first "
+                                        f"at row {int(empty[0]) + offset}: such a row has no distance to any unit, "
+                                        "drop those rows.")
+    return x
 
 # %% ../nbs/00_checks.ipynb #2625c11d
 def seed_generator(

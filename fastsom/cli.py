@@ -1,4 +1,4 @@
-"""`fastsom train`, `fastsom predict` and `fastsom plot`: a trained map and its pictures from one command, and a model file that loads without unpickling code.
+"""`fastsom train`, `fastsom predict`, `fastsom impute` and `fastsom plot`: a trained map and its pictures from one command, and a model file that loads without unpickling code.
 
 Docs: https://fastsom.github.io/fastsom/cli.html.md"""
 
@@ -21,7 +21,7 @@ from .modelfile import _umask, _write_file
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'readers', 'plot_kinds', 'MARKER', 'read_settings', 'default_data', 'read_table', 'make_dls', 'draw',
-           'recover_output', 'check_output', 'check_file', 'train', 'predict', 'plot', 'main', 'cli']
+           'recover_output', 'check_output', 'check_file', 'train', 'predict', 'impute', 'plot', 'main', 'cli']
 
 # %% ../nbs/14_cli.ipynb #42f7879e
 DEFAULTS = dict(
@@ -30,7 +30,8 @@ DEFAULTS = dict(
     rows=20, cols=20, topology='hex', epochs=20, seed=0, output='som_output',
     # the rest from the one table, `fastsom.som.defaults`; 'auto': `default_bs(n_train)`, `default_sigma((rows, cols))`
     toroidal=defaults.toroidal, bs='auto', schedule=defaults.schedule, alpha=defaults.alpha, sigma='auto',
-    update=defaults.update, init=defaults.init, norm=defaults.norm or 'none', valid_pct=defaults.valid_pct)
+    update=defaults.update, init=defaults.init, norm=defaults.norm or 'none', valid_pct=defaults.valid_pct,
+    missing='none')  # as `Som.fit(missing=None)`: NaN is refused; 'mask' trains around it
 
 # %% ../nbs/14_cli.ipynb #6b2a25d5
 def _number(v):
@@ -70,7 +71,7 @@ def _check_share(name:str, v)->float:
 
 # %% ../nbs/14_cli.ipynb #ebce2543
 _choices = dict(topology=topologies, schedule=tuple(schedules), update=update_rules, init=inits,
-                norm=('zscore', 'minmax', 'none'))
+                norm=('zscore', 'minmax', 'none'), missing=('none', 'mask'))
 _checks = dict(
     rows=_numeric(check_int), cols=_numeric(check_int), epochs=_numeric(check_int),
     seed=_numeric(partial(check_int, lo=0)), bs=_numeric(_or_auto(check_int)),
@@ -163,7 +164,7 @@ _flag_words = [  # the loaders' words for their Python arguments -> the command'
     ('cont_names, cat_names, label_names', '--cat, --label'),
     ('name them in cont_names or cat_names', 'keep some out of --label'),
     ('cat_names', '--cat'), ('label_names', '--label'), ('the DataFrame', 'the data'), ('The DataFrame', 'The data'),
-    ('lower valid_pct', 'lower --valid_pct'), ('valid_pct=', '--valid_pct ')]
+    ('lower valid_pct', 'lower --valid_pct'), ('valid_pct=', '--valid_pct '), ("missing='mask'", '--missing mask')]
 
 def _in_flags(e:Exception)->Exception:
     "The loaders' error `e`, of the same type, naming the flags of the command in place of Python arguments"
@@ -422,7 +423,8 @@ def train(
     with warnings.catch_warnings():
         if data is None: _quiet_blank_pixels()
         dls = make_dls(df, labels, cat, bs=None if s['bs'] == 'auto' else s['bs'], valid_pct=s['valid_pct'],
-                       seed=s['seed'], norm=None if s['norm'] == 'none' else s['norm'])
+                       seed=s['seed'], norm=None if s['norm'] == 'none' else s['norm'],
+                       missing=None if s['missing'] == 'none' else s['missing'])
     learn = som_learner(dls, size=(s['rows'], s['cols']), topology=s['topology'], toroidal=s['toroidal'],
                         init=s['init'], update=s['update'], sigma=None if s['sigma'] == 'auto' else s['sigma'],
                         lr=s['alpha'], sched=s['schedule'], seed=s['seed'])
@@ -438,7 +440,8 @@ def train(
     secs = time.perf_counter() - start
     with learn.no_bar():
         interp = SomInterpretation.from_learner(learn, dl=dls.train.new(shuffle=False, drop_last=False))
-    metrics = dict(qe=interp.dists.mean().item(), te=learn.model.topographic_error(interp.x), seconds=round(secs, 3),
+    te = learn.model.topographic_error(interp.x, learn.missing)
+    metrics = dict(qe=interp.dists.mean().item(), te=te, seconds=round(secs, 3),
                    rows=len(interp.x), bs=dls.train.bs,
                    units_hit=float((interp.activation_response() > 0).float().mean()),
                    settings=s)
@@ -464,9 +467,29 @@ def predict(
     df = read_table(data)
     raw = np.load(df) if isinstance(df, Path) else df
     x = pre.encode(raw) if pre is not None else torch.as_tensor(np.asarray(raw, dtype=np.float32))
-    idx, dist = som.search(x)
+    idx, dist = som.search(x, missing=getattr(pre, 'missing', None))
     row, col = som.grid.rc(idx[:, 0]).T
     res = pd.DataFrame(dict(row=row.numpy(), col=col.numpy(), distance=dist[:, 0].numpy()))
+    if output is None: res.to_csv(sys.stdout, index=False)
+    else: _write_file(Path(output), lambda tmp: res.to_csv(tmp, index=False))
+    return res
+
+# %% ../nbs/14_cli.ipynb #cecb58d9
+def impute(
+    model, # a model file written by `fastsom train`
+    data, # a CSV, Parquet or .npy file with the training columns, NaN (empty cells) for missing values
+    output=None, # CSV file to write (default: standard output)
+)->pd.DataFrame:
+    ("`data` with each missing entry filled from the codebook vector of its row's BMU (found over the observed "
+     "features), in original units and category names")
+    if output is not None: check_file(Path(output), [model, data])
+    som, pre, meta = load_som(model)
+    df = read_table(data)
+    raw = np.load(df) if isinstance(df, Path) else df
+    res = som.impute(raw) if pre is None else pre.impute(raw, som)
+    if isinstance(res, torch.Tensor):
+        names = meta.get('feature_names') or [f'x{j}' for j in range(res.shape[1])]
+        res = pd.DataFrame(res.cpu().numpy(), columns=names)
     if output is None: res.to_csv(sys.stdout, index=False)
     else: _write_file(Path(output), lambda tmp: res.to_csv(tmp, index=False))
     return res
@@ -497,7 +520,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser()->argparse.ArgumentParser:
     p = _Parser(prog='fastsom', description="Train Self-Organizing Maps and look at them.")
-    sub = p.add_subparsers(dest='command', required=True, metavar='{train,predict,plot}')
+    sub = p.add_subparsers(dest='command', required=True, metavar='{train,predict,impute,plot}')
     t = sub.add_parser('train', help="train a map and write model, codebook, metrics and pictures",
                        description="Train a map on DATA (default: scikit-learn's digits) and write model.pt, "
                                    "codebook.csv, metrics.json and PNGs (umatrix, hits, planes, codebook, labels) "
@@ -516,6 +539,7 @@ def _parser()->argparse.ArgumentParser:
                  alpha="starting learning rate", sigma="starting radius (auto: half the longer side)",
                  update="update rule",
                  init="codebook initialisation", norm="normalisation (none to skip)",
+                 missing="NaN (empty cells): refused (none), or missing values the map trains around (mask)",
                  valid_pct="share of rows held out for validation", seed="random seed")
     for k, h in helps.items():  # values are checked by `read_settings`, so flags and the file get the same messages
         t.add_argument(f'--{k}', metavar='{' + ','.join(_choices[k]) + '}' if k in _choices else k.upper(),
@@ -527,6 +551,13 @@ def _parser()->argparse.ArgumentParser:
     pr.add_argument('model', help="model.pt written by fastsom train")
     pr.add_argument('data', help="a .csv, .parquet or .npy file with the training columns")
     pr.add_argument('--output', '-o', help="CSV file to write (default: standard output)")
+    im = sub.add_parser('impute', help="fill the missing values of a data file from the map, as CSV",
+                        description="Write DATA with each missing value (NaN, an empty cell) filled from the codebook "
+                                    "vector of its row's best matching unit, found over the values the row has, in "
+                                    "original units and categories, as CSV.")
+    im.add_argument('model', help="model.pt written by fastsom train")
+    im.add_argument('data', help="a .csv, .parquet or .npy file with the training columns")
+    im.add_argument('--output', '-o', help="CSV file to write (default: standard output)")
     pl = sub.add_parser('plot', help="redraw a picture of a trained map",
                         description="Redraw one picture of a trained map as PNG.")
     pl.add_argument('model', help="model.pt written by fastsom train")
@@ -542,6 +573,7 @@ def main(argv:list|None=None)->int:
         cmd = args.pop('command')
         if cmd == 'train': train(**args)
         elif cmd == 'predict': predict(**args)
+        elif cmd == 'impute': impute(**args)
         else: print(plot(**args))
     except _UsageError as e: msg = str(e)
     except (ValueError, TypeError, KeyError, OSError) as e:  # what fastsom's checks and the file system raise

@@ -17,7 +17,7 @@ from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 from fastai.torch_core import default_device, display_df, batch_to_samples
 from .som import defaults, default_bs
-from .checks import check_int, fmt_names, seed_generator
+from .checks import check_int, check_observed, fmt_names, seed_generator
 from .preprocess import SomPreprocessor, NpyRows
 from .preprocess import _listify, _as_2d, _check_rows, _check_unique, _ColStats, _is_numeric, _levels
 from .preprocess import _missing_error, _rows, _shares, _writable
@@ -207,6 +207,7 @@ class SomDataLoaders(DataLoaders):
     cont_names = property(lambda self: self.preprocessor.cont_names)
     cat_names = property(lambda self: self.preprocessor.cat_names)
     label_names = property(lambda self: self.preprocessor.label_names)
+    missing = property(lambda self: self.preprocessor.missing, doc="'mask' when NaN marks missing values, or None")
 
     def decode(self,
         t, # encoded rows or codebook vectors, (n, n_features)
@@ -259,7 +260,8 @@ def _check_labels(labels, n:int):
 def _label_frame(df, names):
     return None if not names else df[names[0]] if len(names) == 1 else df[names]
 
-_options = ('bs', 'val_bs', 'valid_pct', 'seed', 'shuffle', 'drop_last', 'device', 'norm', 'fill_missing', 'path')
+_options = ('bs', 'val_bs', 'valid_pct', 'seed', 'shuffle', 'drop_last', 'device', 'norm', 'fill_missing', 'missing',
+            'path')
 _loaders_hint = "the loaders are `SomDataLoader`s: pass bs=, val_bs=, shuffle=, drop_last= and device= directly"
 _split_hint = ("the split is random: its size is valid_pct= and its draw seed= (with valid_pct=0 every row trains; "
                "encode other rows with `dls.test_dl`)")
@@ -319,6 +321,7 @@ def from_tensor(cls:SomDataLoaders,
     device=None, # where batches go (default: fastai's `default_device()`)
     norm:str|None=defaults.norm, # 'zscore', 'minmax' or None, statistics from the training split
     fill_missing=None, # None (NaN is an error), 'mean', 'median' or a number
+    missing:str|None=None, # 'mask': NaN stays in the rows as a missing value the map trains around
     path='.', # where `learn.export` writes
 )->SomDataLoaders:
     "`SomDataLoaders` from a 2-D tensor of numbers"
@@ -329,7 +332,7 @@ def from_tensor(cls:SomDataLoaders,
     names = [f'x{i}' for i in range(d)] if names is None else _listify(names)
     if len(names) != d: raise ValueError(f"names has {len(names)} entries but the data has {d} columns.")
     labels = _check_labels(labels, n)
-    prep = SomPreprocessor(names, norm=norm, fill_missing=fill_missing)
+    prep = SomPreprocessor(names, norm=norm, fill_missing=fill_missing, missing=missing)
     tr, va = _split(n, valid_pct, o['seed'])
     rows = lambda r: x.index_select(0, torch.from_numpy(r).to(x.device))
     xt = x if tr is None else rows(tr)
@@ -403,7 +406,8 @@ def from_df(cls:SomDataLoaders,
     cont, cat, lab = _df_names(df, cont_names, cat_names, next(iter(given.values()), None))
     labels = _check_labels(_label_frame(df, lab), len(df))
     norm, fill = kwargs.pop('norm', defaults.norm), kwargs.pop('fill_missing', None)
-    prep = SomPreprocessor(cont, cat, lab, norm=norm, fill_missing=fill, cat_weight=cat_weight,
+    prep = SomPreprocessor(cont, cat, lab, norm=norm, fill_missing=fill, missing=kwargs.pop('missing', None),
+                           cat_weight=cat_weight,
                            col_order=[c for c in df.columns if c in cont or c in cat])
     levels = {c: _levels(df[c], fill is not None) for c in cat}   # levels from all rows: validation rows must encode
     tr, va = _split(len(df), kwargs.pop('valid_pct', defaults.valid_pct), kwargs.get('seed'))
@@ -446,14 +450,16 @@ def from_npy(cls:SomDataLoaders,
     names = [f'x{i}' for i in range(d)] if names is None else _listify(names)
     if len(names) != d: raise ValueError(f"names has {len(names)} entries but the data has {d} columns.")
     labels = _check_labels(labels, n)
-    prep = SomPreprocessor(names, norm=kwargs.pop('norm', defaults.norm), fill_missing=kwargs.pop('fill_missing', None))
+    prep = SomPreprocessor(names, norm=kwargs.pop('norm', defaults.norm), fill_missing=kwargs.pop('fill_missing', None),
+                           missing=kwargs.pop('missing', None))
     tr, va = _split(n, kwargs.pop('valid_pct', defaults.valid_pct), kwargs.get('seed'))
     is_tr = np.ones(n, bool); is_tr[va] = False
     st_tr, st_va = _ColStats(d), _ColStats(d)
     for a in range(0, n, chunk_rows):
         c, m = np.asarray(mm[a:a + chunk_rows]), is_tr[a:a + chunk_rows]
         st_tr.add_all(c[m]); st_va.add_all(c[~m])
-    _missing_error(st_tr.n_nan + st_va.n_nan, st_tr.n_inf + st_va.n_inf, names, prep.fill_missing)
+        if prep.missing: check_observed(torch.tensor(c), names=names, offset=a)  # every row has a value
+    _missing_error(st_tr.n_nan + st_va.n_nan, st_tr.n_inf + st_va.n_inf, names, prep.fill_missing, prep.missing)
     prep._fit_cont(st_tr)
     xs = NpyRows(path, tr, prep), NpyRows(path, va, prep)
     if labels is not None and not isinstance(labels, (pd.Series, pd.DataFrame)): labels = np.asarray(labels)

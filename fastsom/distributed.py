@@ -11,6 +11,7 @@ import torch.distributed as dist
 from torch import Tensor
 from fastcore.basics import patch
 from .som import Som, defaults, default_bs, inits
+from .som import _pair_moments, _pair_sums, _check_observed_features
 from .checks import check_choice, check_int, seed_generator
 
 # %% auto #0
@@ -42,14 +43,16 @@ def init_distributed(
 
 # %% ../nbs/12_distributed.ipynb #897eb883
 def all_reduce_stats(
-    hits:Tensor, # per-unit hit counts of this process's part of the batch (n_units,)
+    hits:Tensor, # per-unit hit counts of this process's part of the batch (n_units,), or per feature (n_units, f)
     sums:Tensor, # per-unit sums of its samples (n_units, n_features)
 )->tuple:
-    "Hits and sums added up over all processes, in one all_reduce of n_units x (n_features + 1) floats"
+    ("Hits and sums added up over all processes, in one all_reduce of n_units x (n_features + 1) floats "
+     "(n_units x 2 n_features with per-feature hits, `missing='mask'`)")
     if rank_world()[1] == 1: return hits, sums
-    buf = torch.cat([sums, hits[:, None].to(sums.dtype)], 1)
+    f = sums.shape[1]
+    buf = torch.cat([sums, hits.view(len(hits), -1).to(sums.dtype)], 1)
     dist.all_reduce(buf)
-    return buf[:, -1], buf[:, :-1]
+    return buf[:, f:].reshape(hits.shape), buf[:, :f]
 
 # %% ../nbs/12_distributed.ipynb #ef144b73
 def all_reduce_sum(
@@ -99,16 +102,22 @@ def init_distributed_codebook(self:Som,
     x:Tensor, # this process's shard (prepared)
     init:str=defaults.init, # 'pca', 'random' or 'sample'
     seed:int|None=None, # seed for 'random' and 'sample'
+    missing:str|None=None, # 'mask': NaN entries are missing values (PCA from pairwise-complete moments of all shards)
 )->Som:
     "Initialise the codebook identically on every process: PCA from the moments of all shards, else from rank 0's shard"
     check_choice('init', init, inits)
-    if init == 'pca':
+    nan = missing == 'mask' and bool(all_reduce_sum(torch.isnan(x).sum()) > 0)
+    if init == 'pca' and nan:
+        n, a, s = all_reduce_sum(torch.stack(_pair_sums(x.double()))).unbind()
+        _check_observed_features(n.diagonal())
+        self.weights.copy_(self.pca_codebook(*_pair_moments(n, a, s)))
+    elif init == 'pca':
         xd = x.double()  # sums of squares in float64: exact enough for data far from the origin
         n = all_reduce_sum(xd.new_tensor([len(x)]))
         mean = all_reduce_sum(xd.sum(0)) / n
         cov = (all_reduce_sum(xd.T @ xd) - n * torch.outer(mean, mean)) / (n - 1).clamp(min=1)
         self.weights.copy_(self.pca_codebook(mean, cov))
-    else: self.init_codebook(x, init, seed)
+    else: self.init_codebook(x, init, seed, missing)
     if rank_world()[1] > 1: dist.broadcast(self.codebook.data, 0)
     return self
 
@@ -126,10 +135,12 @@ def fit_distributed(self:Som,
     init:str|None=defaults.init, # initialise the codebook first, or None to continue from the current one
     start_epoch:int=0, # resume at this epoch (with `init=None` and the codebook of a checkpoint)
     after_epoch:callable|None=None, # called as `after_epoch(som, epoch)` after each epoch, e.g. to save a checkpoint
+    missing:str|None=None, # None: NaN is refused; 'mask': NaN entries are missing values (per-feature statistics)
 )->Som:
     "Data-parallel `Som.fit`: every process trains on its shard and ends with the same codebook"
-    x, world = self.prep(x), rank_world()[1]
+    x, world = self.prep(x, missing), rank_world()[1]
     bs = -(-default_bs(int(all_reduce_sum(torch.tensor(len(x))))) // world) if bs is None else check_int('bs', bs)
-    if init is not None: self.init_distributed_codebook(x, init, seed)
+    if init is not None: self.init_distributed_codebook(x, init, seed, missing)
     return self.fit_batches(sharded_batches(x, bs, shuffle, seed), epochs, math.ceil(longest_shard(x) / bs), alpha,
-                            sigma, schedule, reduce=all_reduce_stats, start_epoch=start_epoch, after_epoch=after_epoch)
+                            sigma, schedule, reduce=all_reduce_stats, start_epoch=start_epoch, after_epoch=after_epoch,
+                            missing=missing)

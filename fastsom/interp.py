@@ -51,10 +51,12 @@ class SomInterpretation:
         dists:Tensor|None=None, # distance of each sample to its BMU, when already known
         classes:list|None=None, # all label values in legend order (default: sorted unique labels)
         learn=None, # the learner, when built by `from_learner`
+        missing:str|None=None, # 'mask': NaN entries of `x` are missing values (BMUs over the observed features)
     ):
         self.som, self.grid, self.decode, self.learn = som, som.grid, decode, learn
-        self.x = _to_cpu(som.prep(x))
-        if bmus is None or dists is None: bmus, dists = som.search(self.x, 1); bmus, dists = bmus[:, 0], dists[:, 0]
+        self.x = _to_cpu(som.prep(x, missing))
+        if bmus is None or dists is None:
+            bmus, dists = som.search(self.x, 1, missing); bmus, dists = bmus[:, 0], dists[:, 0]
         self.bmus, self.dists = _to_cpu(bmus).long().reshape(-1), _to_cpu(dists).float().reshape(-1)
         if len(self.bmus) != len(self.x): raise ValueError(f"Got {len(self.bmus)} BMUs for {len(self.x)} samples.")
         names = [f'x{i}' for i in range(som.n_features)] if feature_names is None else feature_names
@@ -134,7 +136,8 @@ def from_learner(cls:SomInterpretation,
         o = np.argsort(np.concatenate(rows), kind='stable')
         bmus, dists, x, labels = bmus[o], dists[o], x[o], _take_rows(labels, o)
     return cls(learn.model, x, labels=labels, label=label, decode=_decoder(dls),
-               feature_names=getattr(dls, 'feature_names', None), bmus=bmus, dists=dists, learn=learn)
+               feature_names=getattr(dls, 'feature_names', None), bmus=bmus, dists=dists, learn=learn,
+               missing=getattr(learn, 'missing', None))
 
 # %% ../nbs/11_interp.ipynb #5e8b9ce9
 @patch

@@ -161,9 +161,11 @@ class SomLearner(Learner):
         schedule=defaults.schedule, # decay of each fit: a name in `schedules`, a callable `f(start, end, pos)`, or None
         loss_func=quantization_loss, # loss computed from the forward output; the quantization error by default
         splitter=som_splitter, # parameter groups; keep a module-level function so `export` can pickle it
+        missing:str|None=None, # 'mask': NaN entries are missing values; default the DataLoaders' `missing` (or None)
         **kwargs # passed to fastai's `Learner`: metrics, cbs, path, model_dir...
     ):
         lr, self.sigma = model.check_hypers(lr, default_sigma(model.size)[0] if sigma is None else sigma, _hyper_names)
+        self.missing = model.check_missing(missing or getattr(dls, 'missing', None))
         self.schedule, self.fit_start, self._k, self._rows = _check_schedule(schedule), (lr, self.sigma), 1, []
         super().__init__(dls, model, loss_func=loss_func, lr=lr, splitter=splitter, **kwargs)
 
@@ -253,8 +255,8 @@ class SomLearner(Learner):
     def _do_one_batch(self):
         "fastai's batch, whose forward pass returns the `_k` nearest units the validation metrics need"
         # `SomDataLoader` batches are encoded rows, checked once
-        x = self.xb[0] if isinstance(self.dl, SomDataLoader) else self.model.prep(self.xb[0])
-        i, d = self.model._search(x, self._k)
+        x = self.xb[0] if isinstance(self.dl, SomDataLoader) else self.model.prep(self.xb[0], self.missing)
+        i, d = self.model._search(x, self._k, self.missing)
         self.pred = (i[:, 0], d[:, 0]) if self._k == 1 else (i, d)
         self('after_pred')
         self.loss_grad = self.loss_func(self.pred, *self.yb)
@@ -273,10 +275,10 @@ class SomLearner(Learner):
         "`Som.step` on the rows collected since the last step: one batch, or `n_acc` rows under `GradientAccumulation`"
         x, bmu = self._rows[0] if len(self._rows) == 1 else (torch.cat(t) for t in zip(*self._rows))
         self._rows, h = [], self.opt.hypers[-1]
-        self.model.step(x, h['lr'], h['sigma'], bmu=bmu, reduce=self.reduce_stats)
+        self.model.step(x, h['lr'], h['sigma'], bmu=bmu, reduce=self.reduce_stats, missing=self.missing)
 
     def reduce_stats(self,
-        hits:Tensor, # number of samples of the batch whose BMU is each unit, (n_units,)
+        hits:Tensor, # samples of the batch whose BMU is each unit (n_units,); per feature with missing values
         sums:Tensor, # per-unit sums of those samples relative to `Som.origin()`, (n_units, n_features)
     )->tuple:
         "Hook between the statistics and the update, `Som.step`'s `reduce`: identity here"
@@ -362,6 +364,7 @@ def som_learner(
     cbs=None, # extra callbacks
     seed:int|None=None, # seed of the initialisation
     chunk_mb:float|None=None, # memory budget of one block of the BMU search, MiB; default `Som`'s
+    missing:str|None=None, # 'mask': NaN entries are missing values; default the DataLoaders' `missing` (or None)
     **kwargs # passed to `SomLearner` and fastai's `Learner`
 )->SomLearner:
     "A `SomLearner` for `dls`: a `size` map with as many features as the data, initialised from the training set"
@@ -375,12 +378,13 @@ def som_learner(
     kw = {} if chunk_mb is None else dict(chunk_mb=chunk_mb)
     som = Som(size, _n_features(dls), topology, toroidal, dist, neigh, update, **kw)
     if getattr(dls, 'device', None) is not None: som.to(dls.device)
-    if init is not None: som.init_codebook(x, init, seed)
+    missing = som.check_missing(missing or getattr(dls, 'missing', None))
+    if init is not None: som.init_codebook(x, init, seed, missing)
     if sigma is not None and sigma > max(som.size):
         warnings.warn(f"sigma={sigma} is larger than the map ({som.size}): every unit moves with every sample and "
                       f"the map collapses to the mean. Start at about half the longer side ({max(som.size) / 2}).")
     if metrics is None: metrics = [TopographicError(), UnitsHit()]
-    return SomLearner(dls, som, sigma=sigma, lr=lr, schedule=sched, metrics=metrics, cbs=cbs, **kwargs)
+    return SomLearner(dls, som, sigma=sigma, lr=lr, schedule=sched, metrics=metrics, cbs=cbs, missing=missing, **kwargs)
 
 # %% ../nbs/08_learner.ipynb #024cb916
 @patch
@@ -405,10 +409,10 @@ def features(self:SomLearner,
     "`x` as the (n, n_features) tensor the map works on"
     if isinstance(x, DataLoader): dl = x
     elif preprocess and hasattr(self.dls, 'preprocessor'): dl = self.dls.test_dl(x)
-    else: return self.model.prep(x)
-    if isinstance(getattr(dl, 'x', None), Tensor): return self.model.prep(dl.x)
+    else: return self.model.prep(x, self.missing)
+    if isinstance(getattr(dl, 'x', None), Tensor): return self.model.prep(dl.x, self.missing)
     dev = self.model.codebook.device
-    return self.model.prep(torch.cat([(b if isinstance(b, Tensor) else b[0]).to(dev) for b in dl]))
+    return self.model.prep(torch.cat([(b if isinstance(b, Tensor) else b[0]).to(dev) for b in dl]), self.missing)
 
 # %% ../nbs/08_learner.ipynb #13a50f52
 @patch
@@ -417,7 +421,7 @@ def bmus(self:SomLearner,
     preprocess:bool=True, # pass `x` through the DataLoaders' preprocessing when they have one
 )->Tensor:
     "Index of the best matching unit of each sample of `x`, (n,)"
-    return self.model.bmu(self.features(x, preprocess))
+    return self.model.search(self.features(x, preprocess), missing=self.missing)[0][:, 0]
 
 # %% ../nbs/08_learner.ipynb #1ae4ac66
 @patch
@@ -426,7 +430,19 @@ def transform(self:SomLearner,
     preprocess:bool=True, # pass `x` through the DataLoaders' preprocessing when they have one
 )->Tensor:
     "Project `x` onto the map: the (row, col) of each sample's BMU, (n, 2)"
-    return self.model.bmu_rc(self.features(x, preprocess))
+    i = self.bmus(x, preprocess)
+    return self.model.grid.rc(i).to(i.device)
+
+# %% ../nbs/08_learner.ipynb #aee1e5f4
+@patch
+def impute(self:SomLearner,
+    x, # new data with missing values (NaN, None): raw when the DataLoaders preprocess, else (n, n_features)
+    preprocess:bool=True, # encode `x` with the DataLoaders' preprocessing when they have one, and decode the result
+):
+    ("`x` with each missing entry filled from the codebook vector of its BMU (found over the observed features): in "
+     "original units and category names when the DataLoaders preprocess (see `SomPreprocessor.impute`), else encoded")
+    pre = getattr(self.dls, 'preprocessor', None) if preprocess else None
+    return self.model.impute(x) if pre is None else pre.impute(x, self.model)
 
 # %% ../nbs/08_learner.ipynb #e5cb0480
 def _decode(dls, x:Tensor)->pd.DataFrame:
@@ -446,7 +462,7 @@ def predict(self:SomLearner,
     x = self.features(item)
     if len(x) != 1: raise ValueError(f"predict takes one sample, got {len(x)}: for many, use `learn.bmus(data)` or "
                                      "`learn.get_preds(dl=learn.dls.test_dl(data))`.")
-    i, d = (t.item() for t in self.model.search(x))
+    i, d = (t.item() for t in self.model.search(x, missing=self.missing))
     g = self.model.grid
     res = ((int(g.row[i]), int(g.col[i])), i, d)
     return (_decode(self.dls, x), *res) if with_input else res
@@ -465,8 +481,8 @@ def show_results(self:SomLearner,
     if not len(dl): raise ValueError("There are no samples to show: pass ds_idx=0 (the training set) or "
                                      "dl=learn.dls.test_dl(data).")
     b = dl.one_batch()
-    x = self.model.prep((b if isinstance(b, Tensor) else b[0])[:max_n])
-    i, d = (t[:, 0].cpu() for t in self.model.search(x))
+    x = self.model.prep((b if isinstance(b, Tensor) else b[0])[:max_n], self.missing)
+    i, d = (t[:, 0].cpu() for t in self.model.search(x, missing=self.missing))
     df, g = _decode(self.dls, x), self.model.grid
     for j, (k, v) in enumerate(dict(row=g.row[i], col=g.col[i], unit=i, dist=d).items()): df.insert(j, k, v.numpy())
     if not show: return df

@@ -10,8 +10,8 @@ import math, numbers, warnings, numpy as np, pandas as pd, torch
 from pathlib import Path
 from torch import Tensor
 from fastcore.basics import patch
-from .som import defaults
-from .checks import check_choice, check_2d, nonfinite_counts, fmt_names
+from .som import defaults, missing_options
+from .checks import check_choice, check_2d, check_observed, nonfinite_counts, fmt_names
 
 # %% auto #0
 __all__ = ['norms', 'fill_options', 'na_level', 'SomPreprocessor', 'NpyRows']
@@ -61,8 +61,8 @@ def _writable(t:Tensor, src)->Tensor:
     return t.clone() if isinstance(src, np.ndarray) and not src.flags.writeable and _shares(t, src) else t
 
 # %% ../nbs/05_preprocess.ipynb #0c84a9d2
-def _missing_error(n_nan, n_inf, names, fill_missing):
-    "Raise for inf anywhere, and for NaN when there is no `fill_missing`"
+def _missing_error(n_nan, n_inf, names, fill_missing, missing=None):
+    "Raise for inf anywhere, and for NaN when there is neither `fill_missing` nor `missing='mask'`"
     n_nan, n_inf = torch.as_tensor(n_nan), torch.as_tensor(n_inf)
     if (n_inf > 0).any():
         cols = [c for c, k in zip(names, n_inf) if k > 0]
@@ -70,11 +70,11 @@ def _missing_error(n_nan, n_inf, names, fill_missing):
                          "replace them, "
                          "e.g. `df = df.replace([np.inf, -np.inf], np.nan)`, then pass fill_missing='mean', 'median' "
                          "or a number, or drop those rows.")
-    if fill_missing is None and (n_nan > 0).any():
+    if fill_missing is None and missing is None and (n_nan > 0).any():
         cols = [c for c, k in zip(names, n_nan) if k > 0]
         raise ValueError(f"Continuous column(s) {fmt_names(cols)} contain NaN ({int(n_nan.sum())} values): clean them, "
                          "or pass fill_missing='mean', 'median' or a number to replace NaN with a training-split "
-                         "statistic or that number.")
+                         "statistic or that number, or missing='mask' to train around them.")
 
 # %% ../nbs/05_preprocess.ipynb #12387063
 class _ColStats:
@@ -128,8 +128,11 @@ class _ColStats:
     def var(self): return self.m2 / np.maximum(self.n, 1)
 
 # %% ../nbs/05_preprocess.ipynb #d2a8c2f8
-def _check_options(norm, fill_missing, cat_weight='balanced'):
+def _check_options(norm, fill_missing, cat_weight='balanced', missing=None):
     check_choice('norm', norm, norms)
+    if check_choice('missing', missing, missing_options) and fill_missing is not None:
+        raise ValueError(f"fill_missing={fill_missing!r} and missing={missing!r} exclude each other: fill NaN, or keep "
+                         "it as missing values, not both.")
     if not (fill_missing is None or fill_missing in fill_options or
             (isinstance(fill_missing, numbers.Real) and not isinstance(fill_missing, bool)
              and math.isfinite(fill_missing))):
@@ -148,15 +151,16 @@ class SomPreprocessor:
         label_names=(), # columns kept aside as labels (never encoded), remembered for `test_dl`
         norm:str|None=defaults.norm, # 'zscore', 'minmax' or None
         fill_missing=None, # None (NaN is an error), 'mean', 'median' or a number
+        missing:str|None=None, # 'mask': NaN stays as a missing value (a missing category: its one-hot block is NaN)
         cat_weight='balanced', # 'balanced' (a categorical column weighs as much as a continuous one) or a number
         col_order=None, # order of the raw columns in array input and in `decode` (default: continuous then categorical)
     ):
-        _check_options(norm, fill_missing, cat_weight)
+        _check_options(norm, fill_missing, cat_weight, missing)
         self.cont_names, self.cat_names = _listify(cont_names), _listify(cat_names)
         self.label_names = _listify(label_names)
         if not self.cont_names and not self.cat_names:
             raise ValueError("No feature columns: name at least one continuous or categorical column.")
-        self.norm, self.fill_missing, self.cat_weight = norm, fill_missing, cat_weight
+        self.norm, self.fill_missing, self.missing, self.cat_weight = norm, fill_missing, missing, cat_weight
         self.col_order = _listify(col_order) or self.cont_names + self.cat_names
         if sorted(self.col_order) != sorted(self.cont_names + self.cat_names):
             raise ValueError(f"col_order {self.col_order} must hold each continuous and categorical column once.")
@@ -174,7 +178,8 @@ class SomPreprocessor:
     def __repr__(self):
         n = f" -> {self.n_features} features" if self.fitted else " (not fitted)"
         return (f"SomPreprocessor({len(self.cont_names)} continuous, {len(self.cat_names)} categorical{n}, "
-                f"norm={self.norm!r}, fill_missing={self.fill_missing!r}, cat_weight={self.cat_weight!r})")
+                f"norm={self.norm!r}, fill_missing={self.fill_missing!r}, missing={self.missing!r}, "
+                f"cat_weight={self.cat_weight!r})")
 
 # %% ../nbs/05_preprocess.ipynb #bf8ed686
 def _levels(s:pd.Series, add_na=False)->list:
@@ -246,18 +251,24 @@ def _rows(data):
     return data
 
 @patch
-def _inputs(self:SomPreprocessor, data):
-    "Continuous columns of `data` (any accepted input) as float32 tensor, and categorical columns as DataFrame"
+def _table(self:SomPreprocessor, data):
+    "`data` (any accepted input) as a DataFrame when it is one or has categorical columns, else as a float32 tensor"
     data = _rows(data)
-    if isinstance(data, pd.DataFrame): return self._df_inputs(data)
+    if isinstance(data, pd.DataFrame): return data
     if self.cat_names:
         a = np.asarray(data.cpu() if isinstance(data, Tensor) else data, dtype=object)
         check_2d(a.shape, 'rows')
         if a.shape[1] != len(self.col_order): self._width_error(a.shape[1])
-        return self._df_inputs(pd.DataFrame(a, columns=self.col_order).infer_objects())
+        return pd.DataFrame(a, columns=self.col_order).infer_objects()
     x = _as_2d(data)
     if x.shape[1] != len(self.cont_names): self._width_error(x.shape[1])
-    return x, None
+    return x
+
+@patch
+def _inputs(self:SomPreprocessor, data):
+    "Continuous columns of `data` (any accepted input) as float32 tensor, and categorical columns as DataFrame"
+    t = self._table(data)
+    return self._df_inputs(t) if isinstance(t, pd.DataFrame) else (t, None)
 
 # %% ../nbs/05_preprocess.ipynb #a86ca38f
 @patch
@@ -268,12 +279,12 @@ def _fit_cont(self:SomPreprocessor, st:_ColStats, x=None)->float:
     if nc == 0:
         self.shift, self.scale = torch.zeros(0), torch.ones(0)
         return 1.
-    _missing_error(st.n_nan, st.n_inf, self.cont_names, self.fill_missing)
+    _missing_error(st.n_nan, st.n_inf, self.cont_names, self.fill_missing, self.missing)
+    empty = [c for c, k in zip(self.cont_names, st.n) if k == 0]
+    if empty: raise ValueError(f"Continuous column(s) {fmt_names(empty)} have no values at all in the "
+                               "training split: "
+                               "drop them.")
     if self.fill_missing is not None:
-        empty = [c for c, k in zip(self.cont_names, st.n) if k == 0]
-        if empty: raise ValueError(f"Continuous column(s) {fmt_names(empty)} have no values at all in the "
-                                   "training split: "
-                                   "drop them.")
         if self.fill_missing == 'mean': v = st.mean.copy()
         elif self.fill_missing == 'median':
             if x is None: raise ValueError("fill_missing='median' needs the data in memory: "
@@ -297,21 +308,25 @@ def _fit_cont(self:SomPreprocessor, st:_ColStats, x=None)->float:
 
 # %% ../nbs/05_preprocess.ipynb #30913472
 @patch
-def _codes(self:SomPreprocessor, cats:pd.DataFrame, unknown='error')->list:
-    "Level index of each value of each categorical column (-1 for an unknown level when `unknown='zeros'`)"
+def _codes(self:SomPreprocessor, cats:pd.DataFrame, unknown='error', missing=None)->list:
+    ("Level index of each value of each categorical column (-1 for an unknown level when `unknown='zeros'`, "
+     "-2 for a missing value with `missing='mask'`, default the preprocessor's)")
+    mask = (missing or self.missing) == 'mask'
     if unknown not in ('error', 'zeros'): raise ValueError(f"Unknown `unknown` {unknown!r}: use 'error' or 'zeros'.")
     res = []
     for c in self.cat_names:
         s, lv = cats[c], self.levels[c]
         na = s.isna().to_numpy()
-        if na.any():
+        if na.any() and not mask:
             if self.fill_missing is None:
                 raise ValueError(f"Categorical column {c!r} has {int(na.sum())} missing values: clean them, or pass "
-                                 f"fill_missing (missing categories then become the level {na_level!r}).")
+                                 f"fill_missing (missing categories then become the level {na_level!r}), or "
+                                 "missing='mask' to leave them out of distances and updates.")
             s = s.astype(object).where(~na, na_level)
         codes = pd.Index(lv, dtype=object).get_indexer(s.astype(object)).astype(np.int64)
-        if (codes < 0).any() and unknown == 'error':
-            new = list(pd.unique(s[codes < 0]))
+        if mask: codes[na] = -2
+        if (codes == -1).any() and unknown == 'error':
+            new = list(pd.unique(s[codes == -1]))
             raise ValueError(f"Categorical column {c!r} has level(s) {fmt_names(new)} not seen when the "
                              f"preprocessor was fitted (known: {fmt_names(lv)}): map them to known levels, "
                              "or pass unknown='zeros' to encode "
@@ -332,8 +347,12 @@ def _fit_cats(self:SomPreprocessor, cats, v_cont:float, levels=None):
     if self.cat_weight != 'balanced':
         self.weights = torch.full((len(self.cat_names),), float(self.cat_weight))
         return
+    codes = [k[k >= 0] for k in self._codes(cats)]  # the observed values
+    empty = [c for c, k in zip(self.cat_names, codes) if not len(k)]
+    if empty: raise ValueError(f"Categorical column(s) {fmt_names(empty)} have no values at all in the training split: "
+                               "drop them.")
     imp = np.array([1 - ((np.bincount(k, minlength=len(self.levels[c])) / len(k)) ** 2).sum()
-                    for c, k in zip(self.cat_names, self._codes(cats))])   # Gini impurity of each column
+                    for c, k in zip(self.cat_names, codes)])   # Gini impurity of each column
     single = imp <= 1e-12
     if single.any():
         ones = [c for c, s in zip(self.cat_names, single) if s]
@@ -357,14 +376,18 @@ def fit(self:SomPreprocessor,
 
 # %% ../nbs/05_preprocess.ipynb #883793d2
 @patch
-def _encode_cont(self:SomPreprocessor, x:Tensor, inplace=False)->Tensor:
-    "Fill and normalise the continuous columns `x`; returns `x` itself when there is nothing to do"
+def _encode_cont(self:SomPreprocessor, x:Tensor, inplace=False, missing=None)->Tensor:
+    ("Fill (or with `missing='mask'`, default the preprocessor's, keep NaN) and normalise the continuous columns "
+     "`x`; returns `x` itself when there is nothing to do")
     if not self.fitted: raise RuntimeError("The preprocessor is not fitted yet: call `fit` first.")
     n_nan, n_inf = nonfinite_counts(x)
+    missing = missing or self.missing
+    if missing and not self.cat_names: check_observed(x, names=self.cont_names)  # whole rows: the continuous columns
     if n_nan.any() or n_inf.any():
-        _missing_error(n_nan, n_inf, self.cont_names, self.fill_missing)
-        x = torch.where(torch.isnan(x), self.fill.to(x.device), x)
-        inplace = True
+        _missing_error(n_nan, n_inf, self.cont_names, self.fill_missing, missing)
+        if not missing:
+            x = torch.where(torch.isnan(x), self.fill.to(x.device), x)
+            inplace = True
     if self.norm is None: return x
     shift, scale = self.shift.to(x.device), self.scale.to(x.device)
     return x.sub_(shift).div_(scale) if inplace else (x - shift) / scale
@@ -381,6 +404,7 @@ def _assemble(self:SomPreprocessor, xc:Tensor, codes:list)->Tensor:
         code = torch.from_numpy(code).to(xc.device)
         ok = code >= 0
         out[torch.arange(n, device=xc.device)[ok], off + code[ok]] = w
+        out[code == -2, off:off + len(self.levels[c])] = math.nan  # a missing category: its whole block
         off += len(self.levels[c])
     return out
 
@@ -389,11 +413,15 @@ def _assemble(self:SomPreprocessor, xc:Tensor, codes:list)->Tensor:
 def encode(self:SomPreprocessor,
     data, # raw rows: DataFrame, 2-D array, tensor, list; a single row as a `pd.Series` or a dict; a list of those
     unknown:str='error', # unseen category levels: 'error', or 'zeros' for an all-zero block
+    missing:str|None=None, # 'mask': keep NaN as missing values (what `impute` needs); None: the preprocessor's way
 )->Tensor:
     "Encode raw rows into the float32 features the map sees, (n_rows, n_features)"
+    missing = check_choice('missing', missing, missing_options) or self.missing
     x, cats = self._inputs(data)
-    xc = self._encode_cont(x, inplace=not _shares(x, data))  # in place on a copy (float32 conversion, gather)
-    return _writable(xc, data) if not self.cat_names else self._assemble(xc, self._codes(cats, unknown))
+    xc = self._encode_cont(x, inplace=not _shares(x, data), missing=missing)  # in place on a copy (float32, gather)
+    if not self.cat_names: return _writable(xc, data)
+    res = self._assemble(xc, self._codes(cats, unknown, missing))
+    return check_observed(res, names=self.feature_names) if missing else res
 
 # %% ../nbs/05_preprocess.ipynb #d42c734e
 @patch
@@ -425,14 +453,14 @@ def decode(self:SomPreprocessor,
     probs:bool=False, # add a `'{column}_{level}'` column with the share of each level
 )->pd.DataFrame:
     ("Rows in original units (continuous columns as floats) "
-     "with category names (the most likely level of each one-hot block)")
+     "with category names (the most likely level of each one-hot block; missing for a NaN block)")
     d = self.denormalize(t).cpu()
     cols = {c: d[:, j].numpy() for j, c in enumerate(self.cont_names)}
     off = len(self.cont_names)
     for c in self.cat_names:
         lv = self.levels[c]
         blk = d[:, off:off + len(lv)].clamp(min=0)
-        cols[c] = pd.Categorical.from_codes(blk.argmax(1).numpy(), categories=lv)
+        cols[c] = pd.Categorical.from_codes(blk.argmax(1).masked_fill(blk.isnan().any(1), -1).numpy(), categories=lv)
         if probs:
             tot = blk.sum(1, keepdim=True)
             p = torch.where(tot > 0, blk / tot.clamp(min=1e-30), 1 / len(lv))
@@ -442,13 +470,32 @@ def decode(self:SomPreprocessor,
     order = [k for c in self.col_order for k in [c] + shares(c)]
     return pd.DataFrame({k: cols[k] for k in order})
 
+# %% ../nbs/05_preprocess.ipynb #ae27c8c4
+@patch
+def impute(self:SomPreprocessor,
+    data, # raw rows with missing values (NaN, None), in any form `encode` takes
+    som, # a map trained on this preprocessor's features (a `Som`): its `impute` fills the encoded rows
+):
+    ("`data` with each missing entry filled from the codebook vector of its row's BMU (found over the observed "
+     "features), in original units and category names: a DataFrame (a copy, only the missing cells replaced) for "
+     "DataFrame rows or rows with categorical columns, else a float32 tensor")
+    filled, data = self.decode(som.impute(self.encode(data, missing='mask'))), self._table(data)
+    if isinstance(data, Tensor):
+        return torch.where(torch.isnan(data), torch.tensor(filled.to_numpy(np.float32), device=data.device), data)
+    res = data.copy()
+    for c in self.col_order:
+        na, s = res[c].isna(), res[c]
+        if c in self.cont_names and s.dtype.kind != 'f': s = s.astype(np.float64)  # e.g. pandas' nullable Int64
+        if na.any(): res[c] = s.where(~na, pd.Series(filled[c].to_numpy(), index=res.index))
+    return res
+
 # %% ../nbs/05_preprocess.ipynb #ce437333
 _state_keys = ('cont_names', 'cat_names', 'label_names', 'norm', 'fill_missing', 'cat_weight', 'col_order')
 
 @patch
 def state_dict(self:SomPreprocessor)->dict:
     "Everything needed to rebuild the preprocessor, as plain Python values and tensors"
-    d = {k: getattr(self, k) for k in _state_keys}
+    d = {k: getattr(self, k) for k in _state_keys + ('missing',)}
     fm = self.fill_missing
     d['fill_missing'] = fm if isinstance(fm, (str, type(None))) else float(fm)
     d['cat_weight'] = self.cat_weight if isinstance(self.cat_weight, str) else float(self.cat_weight)
@@ -461,7 +508,7 @@ def from_state_dict(cls:SomPreprocessor,
     d:dict, # what `SomPreprocessor.state_dict()` returned (plain values and tensors)
 )->SomPreprocessor:
     "Rebuild a fitted preprocessor from `state_dict()`"
-    res = cls(**{k: d[k] for k in _state_keys})
+    res = cls(**{k: d[k] for k in _state_keys}, missing=d.get('missing'))  # files before missing values: None
     res.levels = {c: list(v) for c, v in d['levels'].items()}
     for k in ('shift', 'scale', 'fill', 'weights'): setattr(res, k, None if d[k] is None else d[k].clone())
     return res

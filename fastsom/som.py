@@ -11,19 +11,23 @@ from functools import partial
 from torch import nn, Tensor
 from types import SimpleNamespace
 from fastcore.basics import patch
-from .checks import check_choice, check_int, check_real, check_2d, check_finite, seed_generator
+from .checks import check_choice, check_int, check_real, check_2d, check_finite, check_observed, fmt_names
+from .checks import seed_generator
 from .grid import Grid, axis_d2
 from .functions import *
 
 # %% auto #0
-__all__ = ['update_rules', 'inits', 'defaults', 'schedules', 'default_bs', 'default_sigma', 'default_size', 'check_memory', 'Som',
-           'moments', 'sched_exp', 'sched_linear', 'sched_cos', 'sched_two_phase', 'sched_inverse_decay_to_zero',
-           'sched_linear_decay_to_zero', 'sched_asymptotic_decay', 'sched_inverse_decay_to_one',
-           'sched_linear_decay_to_one', 'progress', 'get_schedule', 'minibatches']
+__all__ = ['update_rules', 'inits', 'missing_options', 'defaults', 'schedules', 'default_bs', 'default_sigma', 'default_size',
+           'check_memory', 'Som', 'moments', 'sched_exp', 'sched_linear', 'sched_cos', 'sched_two_phase',
+           'sched_inverse_decay_to_zero', 'sched_linear_decay_to_zero', 'sched_asymptotic_decay',
+           'sched_inverse_decay_to_one', 'sched_linear_decay_to_one', 'progress', 'get_schedule', 'minibatches']
 
 # %% ../nbs/03_som.ipynb #e0fcc196
 update_rules = ('minibatch', 'batch', 'online')
 inits = ('pca', 'random', 'sample')
+
+# %% ../nbs/03_som.ipynb #2c44e700
+missing_options = (None, 'mask')
 
 # %% ../nbs/03_som.ipynb #699f2da9
 def _fname(f)->str:
@@ -182,10 +186,24 @@ class Som(nn.Module):
         return (f"size={g.shape}, n_features={self.n_features}, topology={g.topology!r}, toroidal={g.toroidal}, "
                 f"dist={_fname(self.dist)}, neigh={_fname(self.neigh)}, update={self.update!r}")
 
+# %% ../nbs/03_som.ipynb #30369ede
+@patch
+def check_missing(self:Som,
+    missing, # None (NaN refused) or 'mask' (NaN entries are missing values)
+)->str|None:
+    "`missing` when it is one of `missing_options` and this map's distance can leave features out; else an error"
+    check_choice('missing', missing, missing_options)
+    if missing == 'mask' and self.dist not in (euclidean, sqeuclidean):
+        raise ValueError(f"missing='mask' needs the euclidean or sqeuclidean distance (a distance over the observed "
+                         f"features is defined for them), not {_fname(self.dist)}: build the Som with "
+                         "dist='euclidean', or fill the missing values first.")
+    return missing
+
 # %% ../nbs/03_som.ipynb #77f5f124
 @patch
 def prep(self:Som,
     x, # data (n, n_features): tensor, array or numeric DataFrame
+    missing:str|None=None, # None: NaN is refused; 'mask': NaN marks a missing entry (inf, and rows all NaN, refused)
 )->Tensor:
     ("`x` (tensor, array, numeric DataFrame) as a (n, n_features) float tensor on the codebook's device, "
      "or a clear error")
@@ -207,7 +225,8 @@ def prep(self:Som,
                                                        "or pass the same columns it was trained on.")
     if len(x) == 0: raise ValueError("Got no samples (0 rows).")
     x = x.to(device=self.codebook.device, dtype=self.codebook.dtype)
-    check_finite(x)
+    if self.check_missing(missing) is None: check_finite(x)
+    else: check_observed(x)
     return x
 
 # %% ../nbs/03_som.ipynb #303c57a0
@@ -216,12 +235,38 @@ def _unit_span(v:Tensor)->Tensor:
     r = v.max() - v.min()
     return (v - v.min()) / r * 2 - 1 if r > 0 else torch.zeros_like(v)
 
+# %% ../nbs/03_som.ipynb #a88a5eb1
+def _check_observed_features(
+    counts:Tensor, # observed values per feature (n_features,)
+):
+    "Refuse training data with a feature that no row observes: the map could not learn it"
+    lost = (counts == 0).nonzero().flatten().tolist()
+    if lost: raise ValueError(f"Feature column(s) {fmt_names(lost)} have no observed value (all NaN): "
+                              "the map cannot learn them, drop them.")
+
+def _pair_sums(x:Tensor)->tuple:
+    ("Counts, sums and cross products over the rows observing both features of each pair, each (f, f): "
+     "`m.T @ m`, `x0.T @ m` and `x0.T @ x0`, with `m` the observed mask and `x0` the data with NaN as 0")
+    m = (~torch.isnan(x)).to(x.dtype)
+    x0 = x.nan_to_num(0.)
+    return m.T @ m, x0.T @ m, x0.T @ x0
+
+def _pair_moments(n:Tensor, a:Tensor, s:Tensor)->tuple:
+    "Means (f,) over the observed values and pairwise-complete covariance (f, f) from the sums of `_pair_sums`"
+    mean = a.diagonal() / n.diagonal().clamp(min=1)
+    return mean, (s - a * a.T / n.clamp(min=1)) / (n - 1).clamp(min=1)
+
 # %% ../nbs/03_som.ipynb #c269fdf0
 def moments(
     x:Tensor, # rows (n, f)
 )->tuple:
-    "Mean (f,) and covariance (f, f) of the rows of `x`, computed in float64 (exact enough at any offset and scale)"
+    ("Mean (f,) and covariance (f, f) of the rows of `x`, computed in float64 (exact enough at any offset and scale); "
+     "NaN entries are left out: means over the observed values, covariances over the rows observing both")
     x = x.double()
+    if torch.isnan(x).any():
+        shift = x.nanmean(0).nan_to_num_(0.)  # centred first, for precision
+        mean, cov = _pair_moments(*_pair_sums(x - shift))
+        return mean + shift, cov
     mean = x.mean(0)
     xc = x - mean
     return mean, xc.T @ xc / max(len(x) - 1, 1)
@@ -247,17 +292,20 @@ def init_codebook(self:Som,
     x, # training data (n, n_features); a sample is enough
     init:str=defaults.init, # 'pca', 'random' or 'sample'
     seed:int|None=None, # seed for 'random', 'sample' and the PCA subsample
+    missing:str|None=None, # 'mask': NaN entries of `x` are missing values, left out (see `Som.prep`)
 )->Som:
     "Initialise the codebook from data `x`"
     check_choice('init', init, inits)
-    x, g = self.prep(x), seed_generator(seed)
+    x, g = self.prep(x, missing), seed_generator(seed)
+    if missing: _check_observed_features((~torch.isnan(x)).sum(0))
     if init == 'random':
-        lo, hi = x.min(0).values, x.max(0).values
+        lo, hi = x.nan_to_num(math.inf).amin(0), x.nan_to_num(-math.inf).amax(0)
         w = lo + (hi - lo) * torch.rand(self.n_units, self.n_features, generator=g).to(x)
     elif init == 'sample':
         if len(x) >= self.n_units: idx = torch.randperm(len(x), generator=g)[:self.n_units]
         else: idx = torch.randint(len(x), (self.n_units,), generator=g)
         w = x[idx.to(x.device)]
+        w = torch.where(torch.isnan(w), x.nanmean(0), w)  # missing entries from the means of the observed values
     else:
         if len(x) > 200_000: x = x[torch.randperm(len(x), generator=g)[:200_000].to(x.device)]
         w = self.pca_codebook(*moments(x))
@@ -291,20 +339,28 @@ def origin(self:Som)->Tensor:
     "The mean codebook vector (n_features,): distances and batch statistics are computed relative to it"
     return self.weights.mean(0)
 
+# %% ../nbs/03_som.ipynb #5b0777d9
+@patch
+def _frame(self:Som)->tuple:
+    ("The search's frame: origin `c` (the codebook mean), scale `s` (a power of two, so that |w| / s <= 1.4: "
+     "no over- or underflow) and the codebook in it, `(w - c) / s`")
+    c = self.weights.mean(0)
+    w = self.weights - c
+    m = w.abs().amax()
+    s = torch.where(m > 0, m.log2().round().exp2(), torch.ones_like(m))
+    return c, s, w / s
+
 # %% ../nbs/03_som.ipynb #3caa5ae2
 @patch
-def _search(self:Som, x:Tensor, k:int=1)->tuple:
+def _search(self:Som, x:Tensor, k:int=1, missing:str|None=None)->tuple:
     "`search` on prepared `x`: in a frame centred on the codebook and scaled by a power of two, so float32 stays exact"
     w, rows = self.weights, self.chunk_size()
     if len(x) == 0: return x.new_zeros(0, k, dtype=torch.long), x.new_zeros(0, k)
+    if missing == 'mask' and torch.isnan(x).any(): return self._search_masked(x, k)
     if self.dist not in (euclidean, sqeuclidean):
         d, i = zip(*(_smallest(self.dist(xc, w), k) for xc in x.split(rows)))
         return torch.cat(i), torch.cat(d)
-    c = w.mean(0)
-    w = w - c
-    m = w.abs().amax()
-    s = torch.where(m > 0, m.log2().round().exp2(), torch.ones_like(m))  # |w| / s <= 1.4: no over- or underflow
-    w = w / s
+    c, s, w = self._frame()
     # pad the codebook to a multiple of `_width` with units at infinite distance
     pad = -self.n_units % _width if k == 1 else 0
     w2 = torch.cat([(w * w).sum(1), w.new_full((pad,), math.inf)])
@@ -326,11 +382,12 @@ def _search(self:Som, x:Tensor, k:int=1)->tuple:
 def search(self:Som,
     x, # samples (n, n_features)
     k:int=1, # number of nearest units to return
+    missing:str|None=None, # 'mask': NaN entries are missing, the distance is over the observed features
 )->tuple:
     "Indices and distances of the `k` nearest units of each sample, both (n, k)"
     k = check_int('k', k)
     if k > self.n_units: raise ValueError(f"k must be between 1 and the number of units ({self.n_units}), got {k}.")
-    return self._search(self.prep(x), k)
+    return self._search(self.prep(x, missing), k, missing)
 
 # %% ../nbs/03_som.ipynb #76551f07
 @patch
@@ -364,10 +421,16 @@ def batch_stats(self:Som,
     x:Tensor, # samples (n, n_features), already prepared
     bmu:Tensor, # their BMU indices (n,)
     origin:Tensor|None=None, # the frame of the sums; default `origin()`
+    missing:str|None=None, # 'mask': per-feature hits and sums over the observed entries (NaN left out)
 )->tuple:
-    "Per-unit hits (n_units,) and sums of the samples relative to `origin` (n_units, n_features) of a batch"
-    hits = torch.bincount(bmu, minlength=self.n_units).to(x.dtype)
+    ("Per-unit hits (n_units,) and sums of the samples relative to `origin` (n_units, n_features) of a batch; "
+     "with `missing='mask'` hits per unit and feature (n_units, n_features)")
     c = self.origin() if origin is None else origin
+    if missing == 'mask':
+        obs = ~torch.isnan(x)
+        z = x.new_zeros(self.n_units, x.shape[1])
+        return z.index_add(0, bmu, obs.to(x.dtype)), z.index_add(0, bmu, torch.where(obs, x - c, 0.))
+    hits = torch.bincount(bmu, minlength=self.n_units).to(x.dtype)
     return hits, x.new_zeros(self.n_units, x.shape[1]).index_add_(0, bmu, x - c)
 
 # %% ../nbs/03_som.ipynb #d8fde09c
@@ -409,7 +472,7 @@ def check_hypers(self:Som,
 # %% ../nbs/03_som.ipynb #171e4fe8
 @patch
 def update_from_stats(self:Som,
-    hits:Tensor, # per-unit hit counts (n_units,)
+    hits:Tensor, # per-unit hit counts (n_units,), or per unit and feature (n_units, n_features) with missing values
     sums:Tensor, # per-unit sums of samples relative to `origin` (n_units, n_features)
     alpha:float, # learning rate: in [0, 1] for the mini-batch rule, >= 0 for the online rule; ignored by the batch rule
     sigma:float, # neighbourhood radius (grid units), > 0
@@ -418,10 +481,12 @@ def update_from_stats(self:Som,
     ("Apply the update rule to the codebook from per-unit batch statistics; "
      "a step that would not be finite changes nothing")
     alpha, sigma = self.check_hypers(alpha, sigma)
-    nd = self.neighbourhood_sums(torch.cat([sums, hits[:, None]], 1), sigma)
-    num, den, w = nd[:, :-1], nd[:, -1:], self.weights
+    if hits.ndim == 2 and (hits == hits[:, :1]).all(): hits = hits[:, 0]  # the same for every feature: per-unit hits
+    f = sums.shape[1]
+    nd = self.neighbourhood_sums(torch.cat([sums, hits.view(len(hits), -1)], 1), sigma)
+    num, den, w = nd[:, :f], nd[:, f:], self.weights
     c = self.origin() if origin is None else origin
-    if self.update == 'online': new = w + alpha * (num - den * (w - c)) / hits.sum().clamp(min=1)
+    if self.update == 'online': new = w + alpha * (num - den * (w - c)) / hits.sum(0).clamp(min=1)
     else:
         target = torch.where(den > 1e-30, c + num / den.clamp(min=1e-30), w)
         new = target if self.update == 'batch' else w + alpha * (target - w)
@@ -442,15 +507,17 @@ def step(self:Som,
     sigma:float, # neighbourhood radius
     bmu:Tensor|None=None, # BMUs of `x` when already known (the learner's forward pass found them)
     reduce:callable=_noop_reduce, # applied to (hits, sums) before the update, e.g. a sum across processes
+    missing:str|None=None, # 'mask': NaN entries of `x` are missing values (masked search, per-feature statistics)
 ):
     ("The one training step of the engine, the learner and the distributed code: BMUs, per-unit statistics, `reduce`, "
      "update")
     if x.ndim != 2 or x.shape[1] != self.n_features:
         raise ValueError(f"Expected a prepared batch (n, {self.n_features}), got shape {tuple(x.shape)}: "
                          "pass data through `Som.prep`.")
-    if bmu is None: bmu = self._search(x)[0][:, 0]
+    if missing is not None: self.check_missing(missing)
+    if bmu is None: bmu = self._search(x, missing=missing)[0][:, 0]
     c = self.origin()  # one frame for the statistics and the update (the same on every process)
-    self.update_from_stats(*reduce(*self.batch_stats(x, bmu, c)), alpha, sigma, c)
+    self.update_from_stats(*reduce(*self.batch_stats(x, bmu, c, missing)), alpha, sigma, c)
 
 # %% ../nbs/03_som.ipynb #36c1f2ee
 def sched_exp(
@@ -571,6 +638,7 @@ def fit_batches(self:Som,
     reduce:callable=_noop_reduce, # applied to (hits, sums) before each update, e.g. a sum across processes
     start_epoch:int=0, # first epoch to run, to resume an interrupted training
     after_epoch:callable|None=None, # called as `after_epoch(som, epoch)` after each epoch, e.g. to save a checkpoint
+    missing:str|None=None, # 'mask': NaN entries of the batches are missing values, see `Som.step`
 )->Som:
     ("The training loop: per epoch, one `step` per mini-batch, "
      "alpha and sigma from the schedules at the batch's progress")
@@ -583,7 +651,7 @@ def fit_batches(self:Som,
     for epoch in range(start_epoch, epochs):
         for i, xb in enumerate(batches(epoch)):
             pos = progress(epoch * n_batches + i, n_steps)
-            self.step(xb, fa(pos), fs(pos), reduce=reduce)
+            self.step(xb, fa(pos), fs(pos), reduce=reduce, missing=missing)
         if after_epoch is not None: after_epoch(self, epoch)
     return self
 
@@ -616,30 +684,33 @@ def fit(self:Som,
     init:str|None=defaults.init, # initialise the codebook first ('pca', 'random', 'sample'), or None to continue
     start_epoch:int=0, # resume at this epoch (with `init=None` and the codebook of a checkpoint)
     after_epoch:callable|None=None, # called as `after_epoch(som, epoch)` after each epoch, e.g. to save a checkpoint
+    missing:str|None=None, # None: NaN is refused; 'mask': NaN entries are missing values the map trains around
 )->Som:
     "Train the map on `x` with mini-batches, decaying `alpha` and `sigma` per mini-batch"
-    x = self.prep(x)
+    x = self.prep(x, missing)
     bs = default_bs(len(x)) if bs is None else check_int('bs', bs)
-    if init is not None: self.init_codebook(x, init, seed)
+    if init is not None: self.init_codebook(x, init, seed, missing)
     return self.fit_batches(minibatches(x, bs, shuffle, seed), epochs, math.ceil(len(x) / bs), alpha, sigma, schedule,
-                            start_epoch=start_epoch, after_epoch=after_epoch)
+                            start_epoch=start_epoch, after_epoch=after_epoch, missing=missing)
 
 # %% ../nbs/03_som.ipynb #af2e8a8a
 @patch
 def quantization_error(self:Som,
     x, # samples (n, n_features): tensor, array or numeric DataFrame
+    missing:str|None=None, # 'mask': NaN entries are missing, distances over the observed features (rescaled)
 )->float:
     "Mean distance from each sample to its BMU's codebook vector (in the map's distance)"
-    return self.search(x)[1].mean().item()
+    return self.search(x, missing=missing)[1].mean().item()
 
 # %% ../nbs/03_som.ipynb #d4e3d616
 @patch
 def topographic_error(self:Som,
     x, # samples (n, n_features): tensor, array or numeric DataFrame
+    missing:str|None=None, # 'mask': NaN entries are missing, BMUs by the distance over the observed features
 )->float:
     "Share of samples whose first and second BMUs are not adjacent on the lattice, in [0, 1]"
     if self.n_units < 2: raise ValueError("The topographic error is undefined on a map with a single unit.")
-    i = self.search(x, 2)[0].cpu()
+    i = self.search(x, 2, missing)[0].cpu()
     return (~self.grid.adjacent(i[:, 0], i[:, 1])).float().mean().item()
 
 # %% ../nbs/03_som.ipynb #cabbdf11
@@ -699,3 +770,39 @@ def distortion_measure(self:Som,
         h = self.neigh(self.grid.dist2_from(self._search(xc)[0][:, 0].cpu()).to(w), sigma)
         total += (h * torch.cdist(xc.double(), w, compute_mode='donot_use_mm_for_euclid_dist')).sum().item()
     return total
+
+# %% ../nbs/03_som.ipynb #fabce078
+@patch
+def _search_masked(self:Som, x:Tensor, k:int=1)->tuple:
+    ("`_search` of prepared `x` whose NaN entries are missing: the squared distance over the observed features "
+     "rescaled by n_features / n_observed, from one matmul of [x0, mask] (chunk x 2 n_features) per chunk")
+    rows, f = self.chunk_size(), self.n_features
+    c, s, w = self._frame()
+    pad = -self.n_units % _width if k == 1 else 0  # units at infinite distance, as in `_search`
+    wm = torch.cat([torch.cat([-2 * w, w * w], 1), w.new_zeros(pad, 2 * f)]).T  # [x0, m] @ wm = -2 x0.w + m.w^2
+    bias = torch.cat([w.new_zeros(self.n_units), w.new_full((pad,), math.inf)])
+    n = min(rows, len(x))
+    buf, abuf = w.new_empty(n, len(bias)), x.new_empty(n, 2 * f)
+    idx, dst = [], []
+    for xc in x.split(rows):
+        a, obs = abuf[:len(xc)], ~torch.isnan(xc)
+        x0 = torch.sub(xc, c, out=a[:, :f]).div_(s).nan_to_num_(0.)
+        a[:, f:] = obs
+        d = torch.addmm(bias, a, wm, out=buf[:len(xc)])
+        d, i = _argmin_rows(d) if k == 1 else _smallest(d, k)
+        d = d.add_((x0 * x0).sum(1, keepdim=True)).clamp_(min=0).mul_(f / obs.sum(1, keepdim=True))
+        d = d.sqrt_().mul_(s) if self.dist is euclidean else d.mul_(s * s)
+        idx.append(i); dst.append(d)
+    return torch.cat(idx), torch.cat(dst)
+
+# %% ../nbs/03_som.ipynb #fb83a6c2
+@patch
+def impute(self:Som,
+    x, # samples (n, n_features) with NaN for missing entries: tensor, array or numeric DataFrame
+)->Tensor:
+    "`x` with each missing (NaN) entry filled from the codebook vector of its BMU, found over the observed features"
+    x = self.prep(x, 'mask').clone()
+    miss = torch.isnan(x)
+    rows = miss.any(1).nonzero().flatten()
+    if len(rows): x[rows] = torch.where(miss[rows], self.weights[self._search_masked(x[rows])[0][:, 0]], x[rows])
+    return x

@@ -25,3 +25,11 @@ def free_port()->int:
     "A TCP port free on the loopback interface now"
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+def holey(x, p=.3, seed=0):
+    "`x` with a share `p` of its entries set to NaN at random (seeded); a row left with no value keeps its first entry"
+    x = torch.as_tensor(x, dtype=torch.float32).clone()
+    holes = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed)) < p
+    holes[holes.all(1), 0] = False
+    return x.masked_fill_(holes, float('nan'))
