@@ -9,7 +9,7 @@ from fastai.callback.training import GradientAccumulation
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.interpret import ClassificationInterpretation, Interpretation
-from fastai.learner import AvgMetric
+from fastai.learner import AvgMetric, CastToTensor, Recorder
 from fastai.metrics import accuracy, error_rate, F1Score, RocAuc, rmse
 from fastsom.data import SomDataLoaders
 from fastsom.learner import *
@@ -464,3 +464,70 @@ def test_out_of_range_user_schedule_is_refused_before_training(tiny):
     assert torch.equal(learn.codebook, before) and (learn.lr, learn.sigma) == start  # nothing trained, nothing moved
     learn.fit(1)  # the learner is still usable
     assert not torch.equal(learn.codebook, before)
+
+
+class Events(Callback):
+    "Counts the events it defines; stops running after the first batch when `stop`; adds `late` at epoch 1"
+    def __init__(self, stop=False, late=None): self.n, self.stop, self.late = {}, stop, late
+    def _count(self, e): self.n[e] = self.n.get(e, 0) + 1
+    def before_fit(self): self._count('before_fit')
+    def before_batch(self):
+        self._count('before_batch')
+        if self.stop: self.run = False
+    def after_step(self): self._count('after_step')
+    def before_epoch(self):
+        if self.late is not None and self.epoch == 1: self.learn.add_cb(self.late)
+
+
+def test_events_reach_the_callbacks_that_define_them(tiny):
+    n = len(tiny.train) + len(tiny.valid)  # batches of an epoch, training and validation
+    learn = quiet(som_learner(tiny, (3, 4), seed=0))
+    late, stop = Events(), Events(stop=True)
+    every = Events(late=late)
+    learn.fit(3, cbs=[every, stop])
+    assert every.n == {'before_fit': 1, 'before_batch': 3 * n, 'after_step': 3 * len(tiny.train)}
+    assert late.n == {'before_batch': 2 * n, 'after_step': 2 * len(tiny.train)}  # added at epoch 1: seen from then on
+    assert stop.n == {'before_fit': 1, 'before_batch': 1} and stop.run  # `run=False` held until fastai's after_fit reset
+    assert late in learn.cbs and every not in learn.cbs and stop not in learn.cbs  # the fit's callbacks are gone
+
+
+def test_lean_recorder_records_fastai_smooth_loss(tiny):
+    class RawLoss(Callback):
+        order = 51  # after the Recorder: the batch's loss, as fastai's `AvgSmoothLoss` reads it
+        def before_fit(self): self.raw = []
+        def after_batch(self):
+            if self.training: self.raw.append(self.loss.item())
+    learn, raw = quiet(som_learner(tiny, (3, 4), seed=0)), RawLoss()
+    assert isinstance(learn.recorder, Recorder) and isinstance(learn.cast_to_tensor, CastToTensor)
+    learn.fit(3, cbs=raw)
+    ref, v, beta = [], 0., .98  # fastai's smooth loss, by hand in float64: lerp, debiased
+    for t, l in enumerate(raw.raw, 1):
+        v = beta * v + (1 - beta) * l
+        ref.append(v / (1 - beta ** t))
+    np.testing.assert_allclose([float(s) for s in learn.recorder.losses], ref, rtol=1e-5)  # float32 sums
+    assert learn.recorder.lrs == learn.recorder.hps['lr'] and len(ref) == 3 * len(tiny.train)
+    assert learn.recorder.values[-1][0] == pytest.approx(ref[-1], rel=1e-5)  # the table's train_loss
+
+
+def test_subclassed_tensor_batches_reach_the_step_as_plain_tensors():
+    from fastai.torch_core import TensorBase
+    seen = []
+    class Types(Callback):
+        order = 10  # after `CastToTensor` (9)
+        def before_batch(self): seen.append(type(self.xb[0]))
+    x = blobs(40, 3)
+    dl = DataLoader(list(TensorBase(x)), bs=10, create_batch=lambda b: TensorBase(torch.stack(b)))
+    learn = quiet(som_learner(DataLoaders(dl, dl.new(shuffle=False)), (3, 4), seed=0, cbs=Types()))
+    assert {type(b) for b in dl} == {TensorBase}
+    learn.fit(1)
+    assert set(seen) == {torch.Tensor}
+
+
+def test_default_callbacks_are_fastai_s_or_none(tiny):
+    from fastai.callback.core import TrainEvalCallback
+    from fastai.callback.progress import ProgressCallback
+    learn = som_learner(tiny, (3, 4), seed=0)
+    types = [type(c) for c in learn.cbs]
+    assert types == [TrainEvalCallback, SomRecorder, SomCastToTensor, ProgressCallback]
+    assert learn.recorder is learn.cbs[1] and learn.progress is learn.cbs[3]
+    assert not SomLearner(tiny, learn.model, default_cbs=False).cbs  # fastai's `default_cbs=False`: none
