@@ -16,7 +16,8 @@ from fastai.learner import Learner, Metric, Recorder, CastToTensor
 from fastai.torch_core import rank_distrib, num_distrib, display_df
 from fastai.optimizer import Optimizer
 from fastai.data.load import DataLoader
-from fastai.callback.core import GatherPredsCallback, CancelBackwardException, CancelStepException, event
+from fastai.callback.core import GatherPredsCallback, TrainEvalCallback, event
+from fastai.callback.core import CancelBackwardException, CancelStepException
 from fastai.callback.schedule import ParamScheduler, LRFinder
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.progress import ProgressCallback  # registers the progress bar and the metrics table
@@ -25,8 +26,8 @@ from .som import Som, defaults, default_sigma, default_size, get_schedule, progr
 from .som import _check_choice, _check_int, _check_real, _fname
 
 # %% auto #0
-__all__ = ['quantization_loss', 'som_splitter', 'TopographicError', 'UnitsHit', 'som_scheds', 'SomRecorder', 'SomCastToTensor',
-           'SomScheduler', 'SomLearner', 'train_sample', 'som_learner']
+__all__ = ['quantization_loss', 'som_splitter', 'TopographicError', 'UnitsHit', 'som_scheds', 'SomTrainEval', 'SomRecorder',
+           'SomCastToTensor', 'SomScheduler', 'SomLearner', 'train_sample', 'som_learner']
 
 # %% ../nbs/04_learner.ipynb #274921bf
 def quantization_loss(
@@ -150,6 +151,14 @@ def _last(v):
     return v.ravel()[-1].item() if isinstance(v, np.ndarray) else v
 
 # %% ../nbs/04_learner.ipynb #6c37202a
+class SomTrainEval(TrainEvalCallback):
+    "fastai's `TrainEvalCallback`, which counts a training batch reading the learner directly"
+    name = property(lambda self: 'train_eval')
+    def after_batch(self):
+        l = self.learn
+        l.pct_train += 1. / (l.n_iter * l.n_epoch)
+        l.train_iter += 1
+
 class SomRecorder(Recorder):
     "fastai's `Recorder`, which records the smooth loss and alpha of a training batch in fewer Python calls"
     name = property(lambda self: 'recorder')  # `learn.recorder`, as fastai's
@@ -163,7 +172,7 @@ class SomRecorder(Recorder):
         if not (l.training and self._lean and len(l.yb)) or self.cancel_train: return super().after_batch()
         s = self.smooth_loss  # fastai's `AvgSmoothLoss.accumulate`, then its value once
         s.count += 1
-        s.val = torch.lerp(l.loss.mean().detach().cpu(), s.val, s.beta)
+        s.val = torch.lerp((l.loss if l.loss.ndim == 0 else l.loss.mean()).detach().cpu(), s.val, s.beta)
         l.smooth_loss = v = s.value
         self.lrs.append(l.opt.hypers[-1]['lr']); self.losses.append(v)
 
@@ -177,6 +186,7 @@ class SomCastToTensor(CastToTensor):
 class SomScheduler(ParamScheduler):
     "The `ParamScheduler` of a fit's alpha and sigma, which sets its floats straight into the one parameter group"
     name = property(lambda self: 'param_scheduler')
+    def before_batch(self): self._update_val(self.learn.pct_train)
     def _update_val(self, pct):
         hs = self.learn.opt.hypers
         if len(hs) != 1: return super()._update_val(pct)
@@ -185,7 +195,8 @@ class SomScheduler(ParamScheduler):
         h = self.learn.opt.hypers[-1]
         for k, v in self.hps.items(): v.append(h[k])
 
-_lean_cbs = {Recorder: SomRecorder, CastToTensor: SomCastToTensor}  # fastai's default callbacks the learner replaces
+# fastai's default callbacks the learner replaces
+_lean_cbs = {TrainEvalCallback: SomTrainEval, Recorder: SomRecorder, CastToTensor: SomCastToTensor}
 
 # %% ../nbs/04_learner.ipynb #6db246f4
 class SomLearner(Learner):
@@ -202,7 +213,7 @@ class SomLearner(Learner):
     ):
         lr, self.sigma = model.check_hypers(lr, default_sigma(model.size)[0] if sigma is None else sigma, _hyper_names)
         self.schedule, self.fit_start, self._k, self._rows = _check_schedule(schedule), (lr, self.sigma), 1, []
-        # fastai's default callbacks, its `Recorder` and `CastToTensor` replaced by their lean subclasses
+        # fastai's default callbacks, `TrainEvalCallback`, `Recorder` and `CastToTensor` by their lean subclasses
         cbs = [_lean_cbs.get(c, c) for c in fastai_defaults.callbacks] if kwargs.pop('default_cbs', True) else []
         super().__init__(dls, model, loss_func=loss_func, lr=lr, splitter=splitter, default_cbs=False,
                          cbs=L(cbs) + L(kwargs.pop('cbs', None)), **kwargs)
@@ -327,7 +338,7 @@ class SomLearner(Learner):
         "fastai's batch, whose forward pass returns the `_k` nearest units the validation metrics need"
         # `SomDataLoader` batches are encoded rows, checked once
         x = self.xb[0] if isinstance(self.dl, SomDataLoader) else self.model.prep(self.xb[0])
-        i, d = self.model._search(x, self._k)
+        with torch.inference_mode(): i, d = self.model._search(x, self._k)  # no autograd bookkeeping, as `Som.fit`
         self.pred = (i[:, 0], d[:, 0]) if self._k == 1 else (i, d)
         self('after_pred')
         self.loss_grad = self.loss_func(self.pred, *self.yb)
@@ -338,7 +349,7 @@ class SomLearner(Learner):
     def _backward(self):
         "Collect the batch's rows and BMUs, what the update needs (the SOM's counterpart of gradients)"
         x, bmu = self.xb[0].to(self.model.codebook), self.pred[0]
-        real = getattr(self.dl, 'batch_real', None)  # rows that are not padding (see `distrib_ctx`)
+        real = vars(self.dl).get('batch_real')  # rows that are not padding (see `distrib_ctx`)
         if real is not None: x, bmu = x[real.to(x.device)], bmu[real.to(bmu.device)]
         self._rows.append((x, bmu))
 
@@ -346,7 +357,7 @@ class SomLearner(Learner):
         "`Som.step` on the rows collected since the last step: one batch, or `n_acc` rows under `GradientAccumulation`"
         x, bmu = self._rows[0] if len(self._rows) == 1 else (torch.cat(t) for t in zip(*self._rows))
         self._rows, h = [], self.opt.hypers[-1]
-        self.model.step(x, h['lr'], h['sigma'], bmu=bmu, reduce=self.reduce_stats)
+        with torch.inference_mode(): self.model.step(x, h['lr'], h['sigma'], bmu=bmu, reduce=self.reduce_stats)
 
     def reduce_stats(self,
         hits:Tensor, # number of samples of the batch whose BMU is each unit, (n_units,)

@@ -528,6 +528,7 @@ def test_default_callbacks_are_fastai_s_or_none(tiny):
     from fastai.callback.progress import ProgressCallback
     learn = som_learner(tiny, (3, 4), seed=0)
     types = [type(c) for c in learn.cbs]
-    assert types == [TrainEvalCallback, SomRecorder, SomCastToTensor, ProgressCallback]
-    assert learn.recorder is learn.cbs[1] and learn.progress is learn.cbs[3]
+    assert types == [SomTrainEval, SomRecorder, SomCastToTensor, ProgressCallback]
+    assert learn.recorder is learn.cbs[1] and learn.progress is learn.cbs[3] and learn.train_eval is learn.cbs[0]
+    assert all(isinstance(c, t) for c, t in zip(learn.cbs, [TrainEvalCallback, Recorder, CastToTensor]))
     assert not SomLearner(tiny, learn.model, default_cbs=False).cbs  # fastai's `default_cbs=False`: none
