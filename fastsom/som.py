@@ -232,9 +232,9 @@ def prep(self:Som,
                                                        "or pass the same columns it was trained on.")
     if len(x) == 0: raise ValueError("Got no samples (0 rows).")
     x = x.to(device=self.codebook.device, dtype=self.codebook.dtype)
-    if not torch.isfinite(x).all():
+    if not torch.isfinite(x.sum()):  # NaN or inf in `x` (or a sum that overflows: the exact check tells)
         bad = (~torch.isfinite(x)).any(0).nonzero().flatten().tolist()
-        raise ValueError(f"Data contains NaN or inf in feature column(s) {bad}: fill or drop them first.")
+        if bad: raise ValueError(f"Data contains NaN or inf in feature column(s) {bad}: fill or drop them first.")
     return x
 
 # %% ../nbs/02_som.ipynb #ed452de3
