@@ -1,68 +1,72 @@
-"""fastai overhead of `SomLearner.fit` against the bare `Som.fit` loop, same data, schedule, batch size and codebook.
+"""fastai overhead of `SomLearner.fit` against the bare `Som.fit` loop: same data, codebook, schedule and batches.
 
-50,000 x 32 Gaussian blobs, 32 x 32 map, 5 epochs, bs 4096, alpha .9 -> .1 and sigma 16 -> 1 (exponential, per
-epoch), both starting from the same PCA codebook. Three settings:
+    python bench/learner_overhead.py [--repeats 5] [--threads 1] [--cases colours,blobs]
 
-- `in order`: `valid_pct=0`, no shuffling: both see the same batches in the same order, so they must end with
-  the same codebook (the max difference is printed);
-- `shuffled`: `valid_pct=0`, shuffled (`SomDataLoader` and `Som.fit` draw different permutations: same work,
-  not the same codebook);
-- `with valid`: shuffled, 20% held out; the learner also computes QE, TE and units hit on it every epoch,
-  `Som.fit` trains on the same 40,000 rows and validates nothing (so this ratio includes the metrics' cost).
-
-The learner runs the whole fastai loop (callbacks, recorder, progress bar, metrics table; output swallowed).
+Cases (issue 17's targets: learn.fit at most 1.3x Som.fit on colours, 1.1x on blobs):
+- colours: 10,000 x 3 uniform in [0, 1] (bench/cases.py), 20 x 20 map, 10 epochs;
+- blobs: 50,000 x 32 Gaussian blobs (bench/cases.py), 32 x 32 map, 5 epochs.
+Both with the defaults: batch size `default_bs(n)`, alpha .9 -> .1 and sigma max(size)/2 -> 1, exponential per
+mini-batch, from the same PCA codebook. `SomDataLoaders.from_tensor(x, valid_pct=0, norm=None, seed=0)` and
+`Som.fit(x, seed=0)` draw the same permutation each epoch, so both see the same batches and must end with the same
+codebook (the max difference is printed). The learner runs the whole fastai loop with its default callbacks, the
+progress bar and table switched off as `bench/train.py` does (`no_bar`, `no_logging`).
+`--valid` adds a second setting per case, 20% held out, where the learner also computes QE, TE and units hit on it
+every epoch and `Som.fit` trains on the same rows and validates nothing (so that ratio includes the metrics' cost).
 Last, the fixed fastai cost per batch: the same loop on a 2 x 2 map, where the SOM work is negligible.
-Each timing is repeated `--repeats` times (alternating learner and bare loop) after one warm-up; medians reported.
-usage: python bench/learner_overhead.py [--repeats 3] [--threads N]
+Each timing is the minimum and median of `--repeats` alternating runs after one warm-up.
 """
-import argparse, contextlib, io, math, os, statistics, time, warnings
+import argparse, os, statistics, sys, time, warnings
+from pathlib import Path
 warnings.simplefilter('ignore')
+ap = argparse.ArgumentParser()
+ap.add_argument('--repeats', type=int, default=5)
+ap.add_argument('--threads', type=int, default=1)
+ap.add_argument('--cases', default='colours,blobs')
+ap.add_argument('--valid', action='store_true')
+args = ap.parse_args()
+for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'): os.environ[v] = str(args.threads)
 import torch
+sys.path.insert(0, str(Path(__file__).parent))
+from cases import make
 from fastsom.data import SomDataLoaders
 from fastsom.learner import som_learner
 from fastsom.som import Som
+torch.set_num_threads(args.threads)
+CASES = dict(colours=((20, 20), 10, 1.3), blobs=((32, 32), 5, 1.1))  # map, epochs, target ratio
 
-def blobs(n=50_000, d=32, k=10, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    c = torch.randn(k, d, generator=g) * 4
-    return c[torch.randint(k, (n,), generator=g)] + torch.randn(n, d, generator=g)
-
-def time_pair(x, valid_pct, shuffle, epochs, bs, size, seed=0):
-    "One timed `learn.fit` and one timed `Som.fit` from the same codebook; returns (t_learn, t_som, max |diff|, last record)"
-    dls = SomDataLoaders.from_tensor(x, bs=bs, valid_pct=valid_pct, shuffle=shuffle, seed=seed, norm=None)
-    learn = som_learner(dls, size, seed=seed)
-    xt = dls.train.x
+def time_pair(x, size, epochs, valid_pct=0.):
+    "One timed `learn.fit` and one timed `Som.fit` from the same codebook: (t_learn, t_som, max |codebook diff|)"
+    dls = SomDataLoaders.from_tensor(x, valid_pct=valid_pct, norm=None, seed=0)
+    learn = som_learner(dls, size, seed=0)
     som = Som(size, x.shape[1])
     som.codebook.data.copy_(learn.codebook)
-    with contextlib.redirect_stdout(io.StringIO()):  # the progress table, as a user would get it, but not shown
+    with learn.no_bar(), learn.no_logging():
         t0 = time.perf_counter(); learn.fit(epochs); t1 = time.perf_counter()
-    som.fit(xt, epochs, bs, alpha=(.9, .1), schedule='exp', shuffle=shuffle, seed=seed, init=None); t2 = time.perf_counter()
-    return t1 - t0, t2 - t1, (learn.codebook - som.codebook).abs().max().item(), learn.recorder.values[-1]
+    som.fit(dls.train.x, epochs, dls.train.bs, seed=0, init=None); t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, (learn.codebook - som.codebook).abs().max().item(), len(dls.train)
+
+def runs(x, size, epochs, valid_pct=0.):
+    time_pair(x, size, 1, valid_pct)  # warm-up
+    rs = [time_pair(x, size, epochs, valid_pct) for _ in range(args.repeats)]
+    tl, ts = [r[0] for r in rs], [r[1] for r in rs]
+    return min(tl), min(ts), statistics.median(tl), statistics.median(ts), max(r[2] for r in rs), rs[0][3]
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument('--repeats', type=int, default=3)
-    p.add_argument('--threads', type=int, default=None)
-    p.add_argument('--epochs', type=int, default=5)
-    a = p.parse_args()
-    if a.threads: torch.set_num_threads(a.threads)
-    print(f"load average before: {os.getloadavg()}, torch threads: {torch.get_num_threads()}")
-    x = blobs()
-    for name, vp, shuffle in (('in order', 0., False), ('shuffled', 0., True), ('with valid', .2, True)):
-        time_pair(x, vp, shuffle, 1, 4096, (32, 32))  # warm-up
-        runs = [time_pair(x, vp, shuffle, a.epochs, 4096, (32, 32)) for _ in range(a.repeats)]
-        tl, ts = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-        last = [v if v is None else round(v, 4) for v in runs[-1][3]]
-        same = f"; max |codebook diff| {max(r[2] for r in runs):.1e}" if not shuffle else ""
-        print(f"{name:10s}: learn.fit {tl:.3f}s  Som.fit {ts:.3f}s  ratio {tl / ts:.2f}x  "
-              f"(runs learn/Som: {', '.join(f'{r[0]:.2f}/{r[1]:.2f}' for r in runs)}){same}; "
-              f"last epoch [train_loss, valid_loss, TE, units_hit] {last}")
-    # fixed cost per batch, measured where the SOM work is negligible: a 2 x 2 map
-    runs = [time_pair(x, 0., True, a.epochs, 4096, (2, 2)) for _ in range(a.repeats + 1)][1:]
-    nb = a.epochs * math.ceil(len(x) / 4096)
-    d = statistics.median((r[0] - r[1]) / nb * 1e3 for r in runs)
-    print(f"fastai cost per batch (2 x 2 map, {nb} batches): {d:.2f} ms "
-          f"(learn.fit {statistics.median(r[0] for r in runs):.3f}s, Som.fit {statistics.median(r[1] for r in runs):.3f}s)")
+    print(f"fastsom at {Path(__import__('fastsom').__file__).parent}; torch threads {torch.get_num_threads()}; "
+          f"load average before {os.getloadavg()}", flush=True)
+    for case in args.cases.split(','):
+        (size, epochs, target), x = CASES[case], torch.from_numpy(make(case)[0])
+        for vp in (0., .2) if args.valid else (0.,):
+            tl, ts, ml, ms, diff, nb = runs(x, size, epochs, vp)
+            same = f"same batches, max |codebook diff| {diff:.1e}" if vp == 0 else "20% held out, validated by the learner"
+            print(f"{case} ({size[0]}x{size[1]}, {epochs} epochs, {nb} batches/epoch, {same}): learn.fit {tl:.4f} s, "
+                  f"Som.fit {ts:.4f} s (min of {args.repeats}): ratio {tl / ts:.2f}x (medians {ml:.4f} / {ms:.4f}: "
+                  f"{ml / ms:.2f}x)" + (f"; target <= {target}x: {'met' if tl / ts <= target else 'NOT met'}"
+                                        if vp == 0 else ''), flush=True)
+    x = torch.from_numpy(make('colours')[0])
+    tl, ts, _, _, _, nb = runs(x, (2, 2), 10)
+    print(f"fastai cost per batch (colours on a 2 x 2 map, {10 * nb} batches): {(tl - ts) / (10 * nb) * 1e3:.3f} ms "
+          f"(learn.fit {tl:.4f} s, Som.fit {ts:.4f} s)")
     print(f"load average after: {os.getloadavg()}")
 
 if __name__ == '__main__': main()

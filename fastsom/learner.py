@@ -9,14 +9,15 @@ from __future__ import annotations
 import sys, warnings, torch, numpy as np, pandas as pd
 from functools import partial
 from torch import Tensor
-from fastcore.basics import patch, PrettyString
+from fastcore.basics import patch, PrettyString, defaults as fastai_defaults
 from fastcore.foundation import L
 from fastcore.imports import IN_NOTEBOOK
-from fastai.learner import Learner, Metric
-from fastai.torch_core import rank_distrib, display_df
+from fastai.learner import Learner, Metric, Recorder, CastToTensor
+from fastai.torch_core import rank_distrib, num_distrib, display_df
 from fastai.optimizer import Optimizer
 from fastai.data.load import DataLoader
-from fastai.callback.core import GatherPredsCallback
+from fastai.callback.core import GatherPredsCallback, TrainEvalCallback, event
+from fastai.callback.core import CancelBackwardException, CancelStepException
 from fastai.callback.schedule import ParamScheduler, LRFinder
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.progress import ProgressCallback  # registers the progress bar and the metrics table
@@ -26,8 +27,8 @@ from .som import _fname
 from .checks import check_choice, check_int, check_real
 
 # %% auto #0
-__all__ = ['quantization_loss', 'som_splitter', 'TopographicError', 'UnitsHit', 'som_scheds', 'SomLearner', 'train_sample',
-           'som_learner']
+__all__ = ['quantization_loss', 'som_splitter', 'TopographicError', 'UnitsHit', 'som_scheds', 'SomTrainEval', 'SomRecorder',
+           'SomCastToTensor', 'SomScheduler', 'SomLearner', 'train_sample', 'som_learner']
 
 # %% ../nbs/08_learner.ipynb #274921bf
 def quantization_loss(
@@ -150,6 +151,54 @@ def _last(v):
     "The value of the last parameter group (the codebook's) of a hyper-parameter fastai may hold per group"
     return v.ravel()[-1].item() if isinstance(v, np.ndarray) else v
 
+# %% ../nbs/08_learner.ipynb #6c37202a
+class SomTrainEval(TrainEvalCallback):
+    "fastai's `TrainEvalCallback`, which counts a training batch reading the learner directly"
+    name = property(lambda self: 'train_eval')
+    def after_batch(self):
+        l = self.learn
+        l.pct_train += 1. / (l.n_iter * l.n_epoch)
+        l.train_iter += 1
+
+class SomRecorder(Recorder):
+    "fastai's `Recorder`, which records the smooth loss and alpha of a training batch in fewer Python calls"
+    name = property(lambda self: 'recorder')  # `learn.recorder`, as fastai's
+    _lean = False
+    def before_fit(self):
+        super().before_fit()
+        self._lean = not self.train_metrics and num_distrib() <= 1  # else fastai's path (metrics, gathered losses)
+
+    def after_batch(self):
+        l = self.learn
+        if not (l.training and self._lean and len(l.yb)) or self.cancel_train: return super().after_batch()
+        s = self.smooth_loss  # fastai's `AvgSmoothLoss.accumulate`, then its value once
+        s.count += 1
+        s.val = torch.lerp((l.loss if l.loss.ndim == 0 else l.loss.mean()).detach().cpu(), s.val, s.beta)
+        l.smooth_loss = v = s.value
+        self.lrs.append(l.opt.hypers[-1]['lr']); self.losses.append(v)
+
+class SomCastToTensor(CastToTensor):
+    "fastai's `CastToTensor`, which leaves alone batches of plain tensors (`SomDataLoader`'s)"
+    name = property(lambda self: 'cast_to_tensor')
+    def before_batch(self):
+        l = self.learn
+        if any(type(t) is not Tensor for t in (*l.xb, *l.yb)): super().before_batch()
+
+class SomScheduler(ParamScheduler):
+    "The `ParamScheduler` of a fit's alpha and sigma, which sets its floats straight into the one parameter group"
+    name = property(lambda self: 'param_scheduler')
+    def before_batch(self): self._update_val(self.learn.pct_train)
+    def _update_val(self, pct):
+        hs = self.learn.opt.hypers
+        if len(hs) != 1: return super()._update_val(pct)
+        for k, f in self.scheds.items(): hs[0][k] = f(pct)
+    def after_batch(self):
+        h = self.learn.opt.hypers[-1]
+        for k, v in self.hps.items(): v.append(h[k])
+
+# fastai's default callbacks the learner replaces
+_lean_cbs = {TrainEvalCallback: SomTrainEval, Recorder: SomRecorder, CastToTensor: SomCastToTensor}
+
 # %% ../nbs/08_learner.ipynb #6db246f4
 class SomLearner(Learner):
     "A fastai `Learner` that trains a `Som` with its update rule instead of gradients"
@@ -167,7 +216,30 @@ class SomLearner(Learner):
         lr, self.sigma = model.check_hypers(lr, default_sigma(model.size)[0] if sigma is None else sigma, _hyper_names)
         self.missing = model.check_missing(missing or getattr(dls, 'missing', None))
         self.schedule, self.fit_start, self._k, self._rows = _check_schedule(schedule), (lr, self.sigma), 1, []
-        super().__init__(dls, model, loss_func=loss_func, lr=lr, splitter=splitter, **kwargs)
+        # fastai's default callbacks, `TrainEvalCallback`, `Recorder` and `CastToTensor` by their lean subclasses
+        cbs = [_lean_cbs.get(c, c) for c in fastai_defaults.callbacks] if kwargs.pop('default_cbs', True) else []
+        super().__init__(dls, model, loss_func=loss_func, lr=lr, splitter=splitter, default_cbs=False,
+                         cbs=L(cbs) + L(kwargs.pop('cbs', None)), **kwargs)
+
+    _cb_set = None  # the callbacks `_cb_events` was found for
+    def __call__(self,
+        event_name, # an event name, or a list of them
+    ):
+        "fastai's call of an event (or a list of them) on the callbacks"
+        if isinstance(event_name, str): self._call_one(event_name)
+        else: super().__call__(event_name)
+
+    def _call_one(self, event_name:str):
+        ("fastai's `_call_one` on the callbacks that define the event, in order (fastai's `ordered_cbs`), "
+         "found once per set of callbacks; `after_fit` goes to all, as it resets every callback's `run`")
+        cbs = tuple(self.cbs.items)
+        if cbs != self._cb_set: self._cb_set, self._cb_events = cbs, {}
+        todo = self._cb_events.get(event_name)
+        if todo is None:
+            if not hasattr(event, event_name): raise Exception(f'missing {event_name}')
+            todo = self._cb_events[event_name] = [cb for cb in self.cbs.sorted('order')
+                                                  if event_name == 'after_fit' or hasattr(cb, event_name)]
+        for cb in todo: cb(event_name)
 
     def _set_metrics(self, v):
         _check_metrics(v)
@@ -216,8 +288,10 @@ class SomLearner(Learner):
         scheds = [cb for cb in cbs + self.cbs if isinstance(cb, ParamScheduler)]
         taken = {k for cb in scheds for k in cb.scheds}  # e.g. `fit_one_cycle`'s 'lr': left to its scheduler
         kind = self.schedule if schedule is None else _check_schedule(schedule)
-        own = ParamScheduler({k: f for k, f in som_scheds(lr, sigma, kind, n_epoch * n_iter).items() if k not in taken})
-        for cb in scheds + [own]: self._check_sched(cb, lr, sigma)
+        own = SomScheduler({k: f for k, f in som_scheds(lr, sigma, kind, n_epoch * n_iter).items() if k not in taken})
+        for cb in scheds: self._check_sched(cb, lr, sigma)
+        # the named schedules run monotonically from the start values (checked above) to the end values
+        self._check_sched(own, lr, sigma, (0., 1.) if kind is None or isinstance(kind, str) else None)
         if reset_opt or not self.opt: self.create_opt()
         self.opt.set_hyper('sigma', sigma)
         self.fit_start, self._rows = (lr, sigma), []
@@ -225,9 +299,9 @@ class SomLearner(Learner):
         finally: self._sync_start()
         if hasattr(self, 'recorder'): self.recorder.hps = {k: v for cb in scheds + [own] for k, v in cb.hps.items()}
 
-    def _check_sched(self, cb:ParamScheduler, lr:float, sigma:float):
+    def _check_sched(self, cb:ParamScheduler, lr:float, sigma:float, pcts=None):
         "Refuse, before training, a scheduler that would take alpha or sigma out of range at some point of the fit"
-        for pct in np.linspace(0, 1, 101):
+        for pct in np.linspace(0, 1, 101) if pcts is None else pcts:
             h = {k: _last(f(float(pct))) for k, f in cb.scheds.items()}
             try: self.model.check_hypers(h.get('lr', lr), h.get('sigma', sigma), _hyper_names)
             except (ValueError, TypeError) as e:
@@ -252,11 +326,23 @@ class SomLearner(Learner):
         b = (b,) if isinstance(b, Tensor) else tuple(b)
         self.xb, self.yb = b[:1], (b[1:] or b[:1])  # x is its own target when the batch has none
 
+    def _set_device(self, b):
+        "fastai's `_set_device`, skipped when the batch's tensors are on the codebook's device already"
+        dev = self.model.codebook.device
+        if isinstance(b, tuple) and all(isinstance(t, Tensor) and t.device == dev for t in b): return b
+        return super()._set_device(b)
+
+    def _do_grad_opt(self):
+        "fastai's backward and step events around `_backward` and `_step`, without `zero_grad`: there are no gradients"
+        self._with_events(self._backward, 'backward', CancelBackwardException)
+        self._with_events(self._step, 'step', CancelStepException)
+
     def _do_one_batch(self):
         "fastai's batch, whose forward pass returns the `_k` nearest units the validation metrics need"
         # `SomDataLoader` batches are encoded rows, checked once
         x = self.xb[0] if isinstance(self.dl, SomDataLoader) else self.model.prep(self.xb[0], self.missing)
-        i, d = self.model._search(x, self._k, self.missing)
+        with torch.inference_mode():  # no autograd bookkeeping, as `Som.fit`
+            i, d = self.model._search(x, self._k, self.missing)
         self.pred = (i[:, 0], d[:, 0]) if self._k == 1 else (i, d)
         self('after_pred')
         self.loss_grad = self.loss_func(self.pred, *self.yb)
@@ -267,7 +353,7 @@ class SomLearner(Learner):
     def _backward(self):
         "Collect the batch's rows and BMUs, what the update needs (the SOM's counterpart of gradients)"
         x, bmu = self.xb[0].to(self.model.codebook), self.pred[0]
-        real = getattr(self.dl, 'batch_real', None)  # rows that are not padding (see `distrib_ctx`)
+        real = vars(self.dl).get('batch_real')  # rows that are not padding (see `distrib_ctx`)
         if real is not None: x, bmu = x[real.to(x.device)], bmu[real.to(bmu.device)]
         self._rows.append((x, bmu))
 
@@ -275,7 +361,8 @@ class SomLearner(Learner):
         "`Som.step` on the rows collected since the last step: one batch, or `n_acc` rows under `GradientAccumulation`"
         x, bmu = self._rows[0] if len(self._rows) == 1 else (torch.cat(t) for t in zip(*self._rows))
         self._rows, h = [], self.opt.hypers[-1]
-        self.model.step(x, h['lr'], h['sigma'], bmu=bmu, reduce=self.reduce_stats, missing=self.missing)
+        with torch.inference_mode():
+            self.model.step(x, h['lr'], h['sigma'], bmu=bmu, reduce=self.reduce_stats, missing=self.missing)
 
     def reduce_stats(self,
         hits:Tensor, # samples of the batch whose BMU is each unit (n_units,); per feature with missing values

@@ -9,7 +9,7 @@ from fastai.callback.training import GradientAccumulation
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.interpret import ClassificationInterpretation, Interpretation
-from fastai.learner import AvgMetric
+from fastai.learner import AvgMetric, CastToTensor, Recorder
 from fastai.metrics import accuracy, error_rate, F1Score, RocAuc, rmse
 from fastsom.data import SomDataLoaders
 from fastsom.learner import *
@@ -32,6 +32,8 @@ def digits():
     from sklearn.datasets import load_digits
     return load_digits().data  # 1797 x 64, pixel values 0..16
 
+A1, S1 = defaults.alpha_end, defaults.sigma_end  # where the default schedule ends
+
 def engine_values(sched, start, end, n):
     "The engine's value at each of `n` mini-batches: `sched(start, end, progress(i, n))`"
     return [schedules[sched](start, end, progress(i, n)) for i in range(n)]
@@ -52,7 +54,7 @@ def test_digits_fit_lowers_qe_and_prints_metrics(digits, capsys):
     for col in ('epoch', 'train_loss', 'valid_loss', 'topographic_error', 'units_hit'): assert col in out
     assert learn.recorder.metric_names[1:5] == ['train_loss', 'valid_loss', 'topographic_error', 'units_hit']
     qes = [v[1] for v in learn.recorder.values]
-    assert qes[-1] < .85 * qe0 and qes[-1] < qes[0]
+    assert qes[-1] < .87 * qe0 and qes[-1] < qes[0]  # 0.862 with the default schedule (0.846 before it ended at .05, .925)
     assert qes[-1] == pytest.approx(learn.model.quantization_error(dls.valid.x), rel=1e-4)
     te, hit = learn.recorder.values[-1][2:4]
     assert te == pytest.approx(learn.model.topographic_error(dls.valid.x), abs=1e-6)
@@ -67,10 +69,10 @@ def test_schedule_is_the_engines_per_batch(tiny, sched, n):
     learn = quiet(som_learner(tiny, (4, 10), sched=sched, seed=0))  # sigma 10 / 2 = 5 -> 1
     learn.fit(n)
     N = n * len(tiny.train)
-    assert learn.recorder.hps['lr'] == engine_values(sched, .9, .1, N)
-    assert learn.recorder.hps['sigma'] == engine_values(sched, 5., 1., N)
+    assert learn.recorder.hps['lr'] == engine_values(sched, .9, A1, N)
+    assert learn.recorder.hps['sigma'] == engine_values(sched, 5., S1, N)
     assert all(type(v) is float for k in ('lr', 'sigma') for v in learn.recorder.hps[k])
-    ends = {'lr': schedules[sched](.9, .1, 1.), 'sigma': schedules[sched](5., 1., 1.)}  # MiniSom's decays: their own
+    ends = {'lr': schedules[sched](.9, A1, 1.), 'sigma': schedules[sched](5., S1, 1.)}  # MiniSom's decays: their own
     assert learn.opt.state_dict()['hypers'][0] == pytest.approx(ends, rel=1e-12)
     assert not learn.cbs.filter(lambda cb: isinstance(cb, ParamScheduler))  # fastai removed the fit's scheduler
 
@@ -92,38 +94,38 @@ def test_constant_schedule_and_hand_built_learner(tiny):
     hand = quiet(SomLearner(tiny, som))  # the default schedule, as `som_learner`
     assert (hand.lr, hand.sigma, hand.schedule) == (defaults.alpha, 2.5, defaults.schedule)
     hand.fit(2)
-    assert hand.recorder.hps['sigma'] == engine_values('exp', 2.5, 1., 2 * len(tiny.train))
+    assert hand.recorder.hps['sigma'] == engine_values('exp', 2.5, S1, 2 * len(tiny.train))
 
 
 # --- training more, resuming ---
 def test_second_fit_continues_from_end_values(tiny):
     learn = quiet(som_learner(tiny, (4, 6), seed=0))
     learn.fit(3)
-    assert (learn.lr, learn.sigma, learn.fit_start) == (.1, 1., (.9, 3.))
+    assert (learn.lr, learn.sigma, learn.fit_start) == (A1, S1, (.9, 3.))
     learn.fit(1)  # starts at the end values: sigma is not re-expanded
-    assert set(learn.recorder.hps['lr']) == {.1} and set(learn.recorder.hps['sigma']) == {1.}
+    assert set(learn.recorder.hps['lr']) == {A1} and set(learn.recorder.hps['sigma']) == {S1}
     learn.fit(2, lr=.5, sigma=2.)
     N = 2 * len(tiny.train)
-    assert learn.recorder.hps['lr'] == engine_values('exp', .5, .1, N)
-    assert learn.recorder.hps['sigma'] == engine_values('exp', 2., 1., N)
-    learn.fit(1, lr=.05, sigma=.5, schedule='linear')  # below the end values: they stay
-    assert set(learn.recorder.hps['lr']) == {.05} and set(learn.recorder.hps['sigma']) == {.5}
+    assert learn.recorder.hps['lr'] == engine_values('exp', .5, A1, N)
+    assert learn.recorder.hps['sigma'] == engine_values('exp', 2., S1, N)
+    learn.fit(1, lr=.03, sigma=.5, schedule='linear')  # below the end values: they stay
+    assert set(learn.recorder.hps['lr']) == {.03} and set(learn.recorder.hps['sigma']) == {.5}
     w = learn.codebook.clone()
     learn.fit(2, lr=0.)  # alpha 0: the minibatch rule leaves the codebook alone
     assert torch.equal(learn.codebook, w)
 
 
 def test_fit_more_matches_one_long_fit(digits):
-    "Digits 20x20: fit(10)+fit(1) and fit(5)+fit(5) within 3% of fit(10) (measured 19.74, 19.23, 19.32)"
+    "Digits 20x20: fit(10)+fit(1) and fit(5)+fit(5) within 5% of fit(10) (measured 19.55, 19.06, 18.77)"
     dls = SomDataLoaders.from_array(digits, valid_pct=0, seed=0, norm=None)
     def qe(*plan):
         learn = quiet(som_learner(dls, (20, 20), seed=0))
         for n in plan: learn.fit(n)
         return learn.model.quantization_error(dls.train.x)
     q10 = qe(10)
-    assert q10 == pytest.approx(19.74, rel=.01)
-    assert qe(10, 1) == pytest.approx(q10, rel=.03)
-    assert qe(5, 5) == pytest.approx(q10, rel=.03)
+    assert q10 == pytest.approx(19.55, rel=.01)
+    assert qe(10, 1) == pytest.approx(q10, rel=.05)
+    assert qe(5, 5) == pytest.approx(q10, rel=.05)
 
 
 def test_start_epoch_resume_is_exact(tmp_path):
@@ -143,7 +145,7 @@ def test_start_epoch_resume_is_exact(tmp_path):
     assert (fresh.lr, fresh.sigma) == reached and fresh.fit_start == (.9, 2.5)
     fresh.fit(5, start_epoch=2)
     torch.testing.assert_close(fresh.codebook, whole.codebook, atol=1e-6, rtol=0)
-    assert fresh.recorder.hps['sigma'] == engine_values('exp', 2.5, 1., 5 * 8)[2 * 8:]
+    assert fresh.recorder.hps['sigma'] == engine_values('exp', 2.5, S1, 5 * 8)[2 * 8:]
 
 
 # --- learner == engine on defaults ---
@@ -168,7 +170,7 @@ def test_same_codebook_as_som_fit_other_rules(update):
     dls = SomDataLoaders.from_tensor(x, valid_pct=0, seed=5)
     learn = quiet(som_learner(dls, (5, 7), update=update, lr=.5, seed=5))
     learn.fit(3)
-    som = Som((5, 7), 4, update=update).fit(dls.train.x, 3, alpha=(.5, .1), seed=5)
+    som = Som((5, 7), 4, update=update).fit(dls.train.x, 3, alpha=(.5, A1), seed=5)
     torch.testing.assert_close(learn.codebook, som.codebook, atol=1e-5, rtol=1e-5)
 
 
@@ -188,14 +190,14 @@ def test_fit_one_cycle_drives_alpha_and_sigma_decays(tiny):
     f = combined_cos(.25, .6 / 25, .6, .6 / 1e5)
     np.testing.assert_allclose(learn.recorder.hps['lr'], [f(i / N) for i in range(N)], rtol=1e-6)
     assert learn.recorder.lrs == learn.recorder.hps['lr'] and set(learn.recorder.hps) == {'lr', 'mom', 'sigma'}
-    assert learn.recorder.hps['sigma'] == engine_values('exp', 2., 1., N)  # the SOM schedule still owns sigma
+    assert learn.recorder.hps['sigma'] == engine_values('exp', 2., S1, N)  # the SOM schedule still owns sigma
     assert not torch.equal(learn.codebook, w)
     assert learn.lr == pytest.approx(f((N - 1) / N)) and type(learn.lr) is float  # the next fit starts where this one ended
     learn.recorder.plot_sched()
     w = learn.codebook.clone()
     learn.fit_one_cycle(2, lr_max=0.)
     assert torch.equal(learn.codebook, w)  # alpha comes from the one-cycle schedule: 0 everywhere
-    assert set(learn.recorder.hps['sigma']) == {1.}  # sigma continues at its end value
+    assert set(learn.recorder.hps['sigma']) == {S1}  # sigma continues at its end value
 
 
 def test_user_param_scheduler(tiny):
@@ -212,7 +214,7 @@ def test_validate_does_not_touch_schedule(tiny):
     learn.fit(2)
     hps, last = {k: list(v) for k, v in learn.recorder.hps.items()}, learn.recorder.values[-1]
     assert list(learn.validate()) == pytest.approx(list(last[1:]))  # same QE, TE and units hit as the last epoch
-    assert learn.recorder.hps == hps and learn.opt.hypers[0] == {'lr': .1, 'sigma': 1.}
+    assert learn.recorder.hps == hps and learn.opt.hypers[0] == {'lr': A1, 'sigma': S1}
 
 
 # --- fastai tools ---
@@ -371,7 +373,7 @@ def test_save_load_round_trip(tiny, tmp_path):
     learn.model.codebook.data.normal_()
     learn.fit(1, lr=.5, sigma=2., schedule='linear')
     learn.load('m')
-    assert torch.equal(learn.codebook, w) and learn.opt.hypers[0] == hp and (learn.lr, learn.sigma) == (.1, 1.)
+    assert torch.equal(learn.codebook, w) and learn.opt.hypers[0] == hp and (learn.lr, learn.sigma) == (A1, S1)
     assert not learn.model.codebook.requires_grad
     fresh = quiet(som_learner(tiny, (4, 5), init='random', seed=1))
     fresh.path = tmp_path
@@ -402,7 +404,7 @@ def test_export_load_learner_in_fresh_process(tmp_path):
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "refused: The training DataLoader is empty" in r.stdout
-    assert r.stdout.splitlines()[-1] == f"SomLearner 0.1 1.0 {learn.predict(new[3])}"
+    assert r.stdout.splitlines()[-1] == f"SomLearner {A1} {S1} {learn.predict(new[3])}"
     np.testing.assert_array_equal(np.load(tmp_path / 'bmus.npy'), learn.bmus(new).numpy())
     np.testing.assert_array_equal(np.load(tmp_path / 'cb.npy'), learn.codebook.numpy())
     assert not torch.equal(learn.bmus(new), learn.bmus(new, preprocess=False))  # raw data went through the z-score
@@ -465,3 +467,71 @@ def test_out_of_range_user_schedule_is_refused_before_training(tiny):
     assert torch.equal(learn.codebook, before) and (learn.lr, learn.sigma) == start  # nothing trained, nothing moved
     learn.fit(1)  # the learner is still usable
     assert not torch.equal(learn.codebook, before)
+
+
+class Events(Callback):
+    "Counts the events it defines; stops running after the first batch when `stop`; adds `late` at epoch 1"
+    def __init__(self, stop=False, late=None): self.n, self.stop, self.late = {}, stop, late
+    def _count(self, e): self.n[e] = self.n.get(e, 0) + 1
+    def before_fit(self): self._count('before_fit')
+    def before_batch(self):
+        self._count('before_batch')
+        if self.stop: self.run = False
+    def after_step(self): self._count('after_step')
+    def before_epoch(self):
+        if self.late is not None and self.epoch == 1: self.learn.add_cb(self.late)
+
+
+def test_events_reach_the_callbacks_that_define_them(tiny):
+    n = len(tiny.train) + len(tiny.valid)  # batches of an epoch, training and validation
+    learn = quiet(som_learner(tiny, (3, 4), seed=0))
+    late, stop = Events(), Events(stop=True)
+    every = Events(late=late)
+    learn.fit(3, cbs=[every, stop])
+    assert every.n == {'before_fit': 1, 'before_batch': 3 * n, 'after_step': 3 * len(tiny.train)}
+    assert late.n == {'before_batch': 2 * n, 'after_step': 2 * len(tiny.train)}  # added at epoch 1: seen from then on
+    assert stop.n == {'before_fit': 1, 'before_batch': 1} and stop.run  # `run=False` held until fastai's after_fit reset
+    assert late in learn.cbs and every not in learn.cbs and stop not in learn.cbs  # the fit's callbacks are gone
+
+
+def test_lean_recorder_records_fastai_smooth_loss(tiny):
+    class RawLoss(Callback):
+        order = 51  # after the Recorder: the batch's loss, as fastai's `AvgSmoothLoss` reads it
+        def before_fit(self): self.raw = []
+        def after_batch(self):
+            if self.training: self.raw.append(self.loss.item())
+    learn, raw = quiet(som_learner(tiny, (3, 4), seed=0)), RawLoss()
+    assert isinstance(learn.recorder, Recorder) and isinstance(learn.cast_to_tensor, CastToTensor)
+    learn.fit(3, cbs=raw)
+    ref, v, beta = [], 0., .98  # fastai's smooth loss, by hand in float64: lerp, debiased
+    for t, l in enumerate(raw.raw, 1):
+        v = beta * v + (1 - beta) * l
+        ref.append(v / (1 - beta ** t))
+    np.testing.assert_allclose([float(s) for s in learn.recorder.losses], ref, rtol=1e-5)  # float32 sums
+    assert learn.recorder.lrs == learn.recorder.hps['lr'] and len(ref) == 3 * len(tiny.train)
+    assert learn.recorder.values[-1][0] == pytest.approx(ref[-1], rel=1e-5)  # the table's train_loss
+
+
+def test_subclassed_tensor_batches_reach_the_step_as_plain_tensors():
+    from fastai.torch_core import TensorBase
+    seen = []
+    class Types(Callback):
+        order = 10  # after `CastToTensor` (9)
+        def before_batch(self): seen.append(type(self.xb[0]))
+    x = blobs(40, 3)
+    dl = DataLoader(list(TensorBase(x)), bs=10, create_batch=lambda b: TensorBase(torch.stack(b)))
+    learn = quiet(som_learner(DataLoaders(dl, dl.new(shuffle=False)), (3, 4), seed=0, cbs=Types()))
+    assert {type(b) for b in dl} == {TensorBase}
+    learn.fit(1)
+    assert set(seen) == {torch.Tensor}
+
+
+def test_default_callbacks_are_fastai_s_or_none(tiny):
+    from fastai.callback.core import TrainEvalCallback
+    from fastai.callback.progress import ProgressCallback
+    learn = som_learner(tiny, (3, 4), seed=0)
+    types = [type(c) for c in learn.cbs]
+    assert types == [SomTrainEval, SomRecorder, SomCastToTensor, ProgressCallback]
+    assert learn.recorder is learn.cbs[1] and learn.progress is learn.cbs[3] and learn.train_eval is learn.cbs[0]
+    assert all(isinstance(c, t) for c, t in zip(learn.cbs, [TrainEvalCallback, Recorder, CastToTensor]))
+    assert not SomLearner(tiny, learn.model, default_cbs=False).cbs  # fastai's `default_cbs=False`: none

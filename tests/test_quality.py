@@ -11,7 +11,7 @@ from sklearn.metrics import davies_bouldin_score, silhouette_score
 import fastsom.quality as quality
 from fastsom.quality import (combined_error, davies_bouldin, distortion, explained_variance,
                              neighbourhood_preservation, silhouette, topographic_product, trustworthiness)
-from fastsom.som import Som, get_schedule, schedules
+from fastsom.som import Som, default_sigma, get_schedule, schedules
 from conftest import blobs, som_with
 
 LATTICES = [('rect', False), ('hex', False), ('rect', True), ('hex', True)]
@@ -206,7 +206,7 @@ def test_distortion_against_numpy(topology, toroidal, neigh, sigma, monkeypatch)
 
 def test_distortion_default_sigma_and_limit():
     som, x, w, xn = trained('hex', False)
-    assert distortion(som, x) == distortion(som, x, 1.)  # the radius training ends at
+    assert distortion(som, x) == distortion(som, x, default_sigma(som.size)[1])  # the radius training ends at
     qe2 = (((xn - w[bmus_np(xn, w)[:, 0]]) ** 2).sum(1)).mean()
     assert distortion(som, x, 1e-3) == pytest.approx(qe2, rel=1e-10)
 

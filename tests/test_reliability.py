@@ -153,3 +153,11 @@ def test_learner_resumed_from_checkpoint_equals_uninterrupted(tmp_path):
     assert not torch.equal(part.codebook, full.codebook)
     resumed = make(); resumed.load('ckpt_1'); resumed.fit(5, start_epoch=2)
     torch.testing.assert_close(resumed.codebook, full.codebook, atol=1e-6, rtol=1e-6)
+
+
+def test_data_check_is_exact_when_the_sum_overflows():
+    "The NaN/inf check of `prep` reads the float32 sum first: finite values whose sum overflows still pass"
+    x = torch.full((4, 2), 3e38)
+    assert not torch.isfinite(x.sum()) and torch.equal(Som((2, 2), 2).prep(x), x)
+    x[2, 1] = math.nan
+    with pytest.raises(ValueError, match=r"NaN or inf in feature column\(s\) \[1\]"): Som((2, 2), 2).prep(x)
