@@ -1,7 +1,7 @@
 """The one prepared GPU check of issue 17 (point 7). On a machine with a CUDA GPU, from the repo root:
 
     python bench/gpu_check.py                  # everything below, results printed and written to $OUT (or bench/results)
-    python bench/gpu_check.py --dry-run        # tiny sizes, CPU only where there is no GPU: checks the script itself
+    python bench/gpu_check.py --dry-run        # tiny sizes, no installs, no full suite: checks the script itself
     python bench/gpu_check.py --build-wheels   # here, with the package index: fill bench/wheels (git-ignored)
 
 1. Packages: imports what fastsom, its tests and torchsom need; each missing one that has a wheel in bench/wheels
@@ -66,10 +66,10 @@ def build_wheels():
 def missing_modules():
     return [m for m in NEEDED if importlib.util.find_spec(m) is None]
 
-def ensure_packages():
-    "Install the missing pure-Python packages from bench/wheels; returns what still does not import"
+def ensure_packages(install:bool=True):
+    "Install the missing pure-Python packages from bench/wheels (only report them when not `install`); what is missing"
     miss = missing_modules()
-    if miss and WHEELS.is_dir():
+    if miss and WHEELS.is_dir() and install:
         dists = sorted({NEEDED[m] for m in miss})
         print(f"installing from {WHEELS}: {' '.join(dists)}", flush=True)
         for d in dists:  # one at a time: a missing wheel is reported, the others still install
@@ -203,7 +203,7 @@ def main():
     a = ap.parse_args()
     if a.build_wheels: return build_wheels()
     t0, out = time.perf_counter(), {}
-    out['missing'] = ensure_packages()
+    out['missing'] = ensure_packages(install=not a.dry_run)  # a dry run leaves this machine's packages alone
     import torch
     out['env'] = dict(torch=torch.__version__, cuda=torch.version.cuda, python=sys.version.split()[0],
                       gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None, threads=torch.get_num_threads())
