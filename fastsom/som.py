@@ -344,38 +344,52 @@ def origin(self:Som)->Tensor:
 def _frame(self:Som)->tuple:
     ("The search's frame: origin `c` (the codebook mean), scale `s` (a power of two, so that |w| / s <= 1.4: "
      "no over- or underflow) and the codebook in it, `(w - c) / s`")
-    c = self.weights.mean(0)
+    c = self.origin()
     w = self.weights - c
     m = w.abs().amax()
     s = torch.where(m > 0, m.log2().round().exp2(), torch.ones_like(m))
     return c, s, w / s
 
-# %% ../nbs/03_som.ipynb #3caa5ae2
+# %% ../nbs/03_som.ipynb #1392ed6c
 @patch
-def _search(self:Som, x:Tensor, k:int=1, missing:str|None=None)->tuple:
-    "`search` on prepared `x`: in a frame centred on the codebook and scaled by a power of two, so float32 stays exact"
-    w, rows = self.weights, self.chunk_size()
-    if len(x) == 0: return x.new_zeros(0, k, dtype=torch.long), x.new_zeros(0, k)
-    if missing == 'mask' and torch.isnan(x).any(): return self._search_masked(x, k)
-    if self.dist not in (euclidean, sqeuclidean):
-        d, i = zip(*(_smallest(self.dist(xc, w), k) for xc in x.split(rows)))
-        return torch.cat(i), torch.cat(d)
+def _nearest(self:Som, x:Tensor, k:int, masked:bool)->tuple:
+    ("The chunked Euclidean search of prepared `x` in a frame centred on the codebook and scaled by a power of two, "
+     "so float32 stays exact; `masked`: NaN entries are missing, the squared distance is over the observed features "
+     "rescaled by n_features / n_observed, from one matmul of [x0, mask] per chunk")
+    rows, f = self.chunk_size(), self.n_features
     c, s, w = self._frame()
-    # pad the codebook to a multiple of `_width` with units at infinite distance
-    pad = -self.n_units % _width if k == 1 else 0
-    w2 = torch.cat([(w * w).sum(1), w.new_full((pad,), math.inf)])
-    w = torch.cat([w, w.new_zeros(pad, w.shape[1])])
+    pad = -self.n_units % _width if k == 1 else 0  # the codebook padded to a multiple of `_width`: units at inf
+    inf = w.new_full((pad,), math.inf)
+    if masked:  # [x0, m] @ [-2w, w^2].T = -2 x0.w + m.w^2
+        wt = torch.cat([torch.cat([-2 * w, w * w], 1), w.new_zeros(pad, 2 * f)]).T
+        bias = torch.cat([w.new_zeros(len(w)), inf])
+    else: wt, bias = torch.cat([w, w.new_zeros(pad, f)]).T, torch.cat([(w * w).sum(1), inf])
     n = min(rows, len(x))
-    buf, xbuf = w.new_empty(n, len(w)), x.new_empty(n, x.shape[1])
+    buf, abuf = w.new_empty(n, len(bias)), x.new_empty(n, 2 * f if masked else f)
     idx, dst = [], []
     for xc in x.split(rows):
-        xs = torch.sub(xc, c, out=xbuf[:len(xc)]).div_(s)
-        d = torch.addmm(w2, xs, w.T, alpha=-2, out=buf[:len(xc)])
+        a = abuf[:len(xc)]
+        xs = torch.sub(xc, c, out=a[:, :f]).div_(s)
+        if masked:
+            obs = ~torch.isnan(xc)
+            xs.nan_to_num_(0.)
+            a[:, f:] = obs
+        d = torch.addmm(bias, a, wt, out=buf[:len(xc)], **({} if masked else dict(alpha=-2)))
         d, i = _argmin_rows(d) if k == 1 else _smallest(d, k)
         d = d.add_((xs * xs).sum(1, keepdim=True)).clamp_(min=0)
+        if masked: d.mul_(f / obs.sum(1, keepdim=True))
         d = d.sqrt_().mul_(s) if self.dist is euclidean else d.mul_(s * s)
         idx.append(i); dst.append(d)
     return torch.cat(idx), torch.cat(dst)
+
+# %% ../nbs/03_som.ipynb #3caa5ae2
+@patch
+def _search(self:Som, x:Tensor, k:int=1, missing:str|None=None)->tuple:
+    "`search` on prepared `x`: the chunked search of `_nearest` for (squared) Euclidean maps, else the map's `dist`"
+    if len(x) == 0: return x.new_zeros(0, k, dtype=torch.long), x.new_zeros(0, k)
+    if self.dist in (euclidean, sqeuclidean): return self._nearest(x, k, missing == 'mask' and bool(torch.isnan(x).any()))
+    d, i = zip(*(_smallest(self.dist(xc, self.weights), k) for xc in x.split(self.chunk_size())))
+    return torch.cat(i), torch.cat(d)
 
 # %% ../nbs/03_som.ipynb #50aa33cc
 @patch
@@ -776,25 +790,8 @@ def distortion_measure(self:Som,
 @patch
 def _search_masked(self:Som, x:Tensor, k:int=1)->tuple:
     ("`_search` of prepared `x` whose NaN entries are missing: the squared distance over the observed features "
-     "rescaled by n_features / n_observed, from one matmul of [x0, mask] (chunk x 2 n_features) per chunk")
-    rows, f = self.chunk_size(), self.n_features
-    c, s, w = self._frame()
-    pad = -self.n_units % _width if k == 1 else 0  # units at infinite distance, as in `_search`
-    wm = torch.cat([torch.cat([-2 * w, w * w], 1), w.new_zeros(pad, 2 * f)]).T  # [x0, m] @ wm = -2 x0.w + m.w^2
-    bias = torch.cat([w.new_zeros(self.n_units), w.new_full((pad,), math.inf)])
-    n = min(rows, len(x))
-    buf, abuf = w.new_empty(n, len(bias)), x.new_empty(n, 2 * f)
-    idx, dst = [], []
-    for xc in x.split(rows):
-        a, obs = abuf[:len(xc)], ~torch.isnan(xc)
-        x0 = torch.sub(xc, c, out=a[:, :f]).div_(s).nan_to_num_(0.)
-        a[:, f:] = obs
-        d = torch.addmm(bias, a, wm, out=buf[:len(xc)])
-        d, i = _argmin_rows(d) if k == 1 else _smallest(d, k)
-        d = d.add_((x0 * x0).sum(1, keepdim=True)).clamp_(min=0).mul_(f / obs.sum(1, keepdim=True))
-        d = d.sqrt_().mul_(s) if self.dist is euclidean else d.mul_(s * s)
-        idx.append(i); dst.append(d)
-    return torch.cat(idx), torch.cat(dst)
+     "rescaled by n_features / n_observed (the masked kernel of `_nearest`, also on complete rows)")
+    return self._nearest(x, k, True)
 
 # %% ../nbs/03_som.ipynb #fb83a6c2
 @patch

@@ -235,3 +235,12 @@ def test_run_nbs_keeps_outputs_and_refuses_errors_and_big_pictures(tmp_path):
     assert 0 < w <= run_nbs.FIG_SIZE[0] * run_nbs.FIG_DPI and 0 < h <= run_nbs.FIG_SIZE[1] * run_nbs.FIG_DPI
     assert all(c.get('execution_count') is None for c in cells)  # nbdev-clean ran
     assert not run_nbs.output_problems(json.loads(good.read_text()), 'good')
+
+
+def test_build_refuses_an_out_folder_it_did_not_build(tmp_path):
+    "The site build replaces only a folder it built itself (one holding its pages.json), never a user's folder"
+    import build_docs
+    out = tmp_path / 'mine'
+    out.mkdir(); (out / 'keep.txt').write_text('mine')
+    with pytest.raises(SystemExit, match='is not a site built by tools/build_docs.py'): build_docs.build(out)
+    assert (out / 'keep.txt').read_text() == 'mine'

@@ -259,6 +259,9 @@ def _default_exp(nb_path:Path):
 def build(out='_site', nbs=None)->tuple:
     "Render every notebook of `nbs` (the project's `nbs/`) into `out`: (pages, errors)"
     nbs, out = Path(nbs or get_config().nbs_path), Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / 'pages.json').is_file():  # never another folder
+        raise SystemExit(f"{out} exists and is not a site built by tools/build_docs.py (no pages.json): "
+                         "pass another --out, or remove it yourself.")
     cfg, pages, bodies, errors = site_config(nbs), {}, {}, []
     for nb_path in notebooks(nbs):
         rel = str(nb_path.relative_to(nbs))
@@ -273,7 +276,7 @@ def build(out='_site', nbs=None)->tuple:
                           title=fm.get('title', nb_path.stem), description=fm.get('description', ''),
                           module=_default_exp(nb_path), error=err)
         bodies[rel] = ''.join(render_cell(c) for c in nb['cells'])
-    if out.exists(): shutil.rmtree(out)
+    if out.exists(): shutil.rmtree(out)  # a site this tool built: checked first
     out.mkdir(parents=True)
     copy_resources(nbs, out)
     css = HtmlFormatter(style='friendly').get_style_defs(['.sourceCode', '.highlight']) + '\n' + SITE_CSS.read_text()
