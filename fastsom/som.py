@@ -387,7 +387,8 @@ def _nearest(self:Som, x:Tensor, k:int, masked:bool)->tuple:
 def _search(self:Som, x:Tensor, k:int=1, missing:str|None=None)->tuple:
     "`search` on prepared `x`: the chunked search of `_nearest` for (squared) Euclidean maps, else the map's `dist`"
     if len(x) == 0: return x.new_zeros(0, k, dtype=torch.long), x.new_zeros(0, k)
-    if self.dist in (euclidean, sqeuclidean): return self._nearest(x, k, missing == 'mask' and bool(torch.isnan(x).any()))
+    masked = missing == 'mask' and bool(torch.isnan(x).any())
+    if self.dist in (euclidean, sqeuclidean): return self._nearest(x, k, masked)
     d, i = zip(*(_smallest(self.dist(xc, self.weights), k) for xc in x.split(self.chunk_size())))
     return torch.cat(i), torch.cat(d)
 
