@@ -7,8 +7,8 @@ on the same chunks into a reused buffer (`out=`), which is the ceiling: GFLOP/s 
 `Som` API is used, so the same script measures any fastsom checkout (`PYTHONPATH=/path/to/checkout`). Data sit at an
 offset of 100 from the origin, where a search in the origin's frame is inexact; the BMU agreement with a float64
 numpy reference is printed beside the speed. Results are appended to bench/results/search.jsonl.
-`ceiling` is also reported: the search against the fastest `addmm` over chunk budgets of 0.5, 1, 2 and 4 MiB.
-With PROTO=1 in the environment the search is bench/step_proto.py's prototype (`CHUNK_MB` sets its chunk budget).
+`mm` is torch's plain `mm` of the same chunks (no bias, no alpha: a lower bound of any distance tile's cost; on
+this machine's torch `addmm(bias, alpha=-2)` takes about twice `mm`'s time). `ceiling` is also reported: the search against the fastest `addmm` over chunk budgets of 0.5, 1, 2 and 4 MiB.
 """
 import argparse, json, os, sys, time
 from pathlib import Path
@@ -23,9 +23,6 @@ import fastsom
 from fastsom.som import Som
 sys.path.insert(0, str(Path(__file__).parent))
 from cases import medians
-if os.environ.get('PROTO'):
-    import step_proto
-    step_proto.CHUNK_MB = float(os.environ.get('CHUNK_MB', step_proto.CHUNK_MB)); step_proto.apply()
 torch.set_num_threads(args.threads)
 SHAPES = [(50_000, 32, 20), (50_000, 32, 32), (50_000, 32, 64), (200_000, 64, 20), (200_000, 64, 64), (100_000, 128, 32)]
 
@@ -47,15 +44,18 @@ def run():
         w2, buf = (w * w).sum(1), w.new_empty(rows, m)
         def addmm(rows, buf):
             return lambda: [torch.addmm(w2, xc, w.T, alpha=-2, out=buf[:len(xc)]) for xc in x.split(rows)]
+        mm = lambda: [torch.mm(xc, w.T, out=buf[:len(xc)]) for xc in x.split(rows)]
         other = [max(1, int(mb * 2**20 / (4 * m))) for mb in (.5, 1, 2, 4)]
-        t_mm, t_s, *t_other = medians(addmm(rows, buf), lambda: som.search(x),
-                                      *(addmm(r, w.new_empty(r, m)) for r in other), n=args.repeats)
+        t_mm, t_s, t_plain, *t_other = medians(addmm(rows, buf), lambda: som.search(x), mm,
+                                               *(addmm(r, w.new_empty(r, m)) for r in other), n=args.repeats)
         gf, best = 2 * n * m * d / 1e9, min([t_mm] + t_other)
         r = dict(n=n, d=d, units=m, addmm_gflops=gf / t_mm, search_gflops=gf / t_s, frac=t_mm / t_s, ceiling=best / t_s,
+                 mm_gflops=gf / t_plain, frac_mm=t_plain / t_s,
                  chunk_rows=rows, agree=agreement(som, x))
         out.append(r)
         print(f"{n:>9,} x {d:>3} on {m:>4} units: addmm {r['addmm_gflops']:6.1f} GFLOP/s, search {r['search_gflops']:6.1f} "
-              f"({r['frac']:.0%} of addmm on its chunks, {r['ceiling']:.0%} of the fastest addmm); BMUs agreeing with float64: "
+              f"({r['frac']:.0%} of addmm on its chunks, {r['ceiling']:.0%} of the fastest addmm; plain mm "
+              f"{r['mm_gflops']:6.1f}, search {r['frac_mm']:.0%} of it); BMUs agreeing with float64: "
               f"{r['agree']:.2%}", flush=True)
     return out
 
