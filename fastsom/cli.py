@@ -377,15 +377,15 @@ def _output_names(labels:bool)->list:
     return ['model.pt', 'model.pt.tmp', 'codebook.csv', 'metrics.json',
             *(f'{k}.png' for k in plot_kinds if k != 'labels' or labels)]
 
-def _write_outputs(folder:Path, learn, interp, s:dict, metrics:dict, labels:bool):
-    "Model, codebook, metrics and pictures of a trained learner into `folder`"
+def _write_outputs(folder:Path, learn, scores:dict, s:dict, metrics:dict, labels:bool):
+    "Model, codebook, metrics and pictures of a trained learner, scored by `stream_scores`, into `folder`"
     import matplotlib.pyplot as plt
-    hits = interp.activation_response().reshape(-1)
+    hits = scores['hits'].reshape(-1)
     missing = lambda v: v is None or (isinstance(v, float) and np.isnan(v))
     unit_labels = None
-    if labels: unit_labels = [None if missing(v) else str(v) for v in interp.majority_labels().reshape(-1).tolist()]
+    if labels: unit_labels = [None if missing(v) else str(v) for v in scores['unit_labels'].reshape(-1).tolist()]
     meta = dict(settings=s, metrics=metrics, hits=[int(h) for h in hits.tolist()], unit_labels=unit_labels,
-                label_name=interp.label_name if labels else None, feature_names=list(learn.dls.feature_names))
+                label_name=scores['label_name'] if labels else None, feature_names=list(learn.dls.feature_names))
     save_som(folder / 'model.pt', learn.model, learn.dls.preprocessor, **meta)
     learn.codebook_df().to_csv(folder / 'codebook.csv', index=False)
     (folder / 'metrics.json').write_text(json.dumps(metrics, indent=2))
@@ -414,7 +414,7 @@ def train(
 )->dict:
     "Train a map and write model.pt, codebook.csv, metrics.json and PNGs into the output folder; returns the metrics"
     from fastsom.learner import som_learner
-    from fastsom.interp import SomInterpretation
+    from fastsom.interp import stream_scores
     s = read_settings(settings, output=output, **flags)  # s['output']: the folder written, as the model records it
     out, inputs = Path(s['output']), [p for p in (data, _settings_file(settings)) if p is not None]
     recover_output(out)
@@ -438,14 +438,13 @@ def train(
             learn.logger = partial(_epoch_line, learn)
             with learn.no_bar(): learn.fit(s['epochs'])
     secs = time.perf_counter() - start
-    with learn.no_bar():
-        interp = SomInterpretation.from_learner(learn, dl=dls.train.new(shuffle=False, drop_last=False))
-    te = learn.model.topographic_error(interp.x, learn.missing)
-    metrics = dict(qe=interp.dists.mean().item(), te=te, seconds=round(secs, 3),
-                   rows=len(interp.x), bs=dls.train.bs,
-                   units_hit=float((interp.activation_response() > 0).float().mean()),
+    # every training row scored batch by batch (no row kept: a memory-mapped .npy file is read once more)
+    scores = stream_scores(learn.model, dls.train.new(shuffle=False, drop_last=False), missing=learn.missing)
+    metrics = dict(qe=scores['qe'], te=scores['te'], seconds=round(secs, 3),
+                   rows=scores['rows'], bs=dls.train.bs,
+                   units_hit=float((scores['hits'] > 0).float().mean()),
                    settings=s)
-    new = _write_new(out, lambda folder: _write_outputs(folder, learn, interp, s, metrics, labels=bool(labels)),
+    new = _write_new(out, lambda folder: _write_outputs(folder, learn, scores, s, metrics, labels=bool(labels)),
                      _output_names(bool(labels)))
     _replace(out, new, inputs)
     if not quiet:

@@ -22,7 +22,7 @@ from .plot import plot_lattice, plot_categories, annotate_units, contrast_text, 
 from .plot import _cell_points, _to_cpu
 
 # %% auto #0
-__all__ = ['SomInterpretation']
+__all__ = ['SomInterpretation', 'stream_scores']
 
 # %% ../nbs/11_interp.ipynb #5eb3f8c5
 def _labels_array(labels, label=None)->np.ndarray|None:
@@ -36,6 +36,11 @@ def _labels_array(labels, label=None)->np.ndarray|None:
     if a.ndim == 2 and a.shape[1] == 1: a = a[:, 0]
     if a.ndim != 1: raise ValueError(f"Expected one label per sample (1-D), got shape {a.shape}.")
     return a
+
+def _label_name(labels, label=None)->str|None:
+    "The name of the labels `_labels_array` takes: `label`, a DataFrame's first column, or a Series' name"
+    if label is not None: return label
+    return labels.columns[0] if isinstance(labels, pd.DataFrame) else getattr(labels, 'name', None)
 
 # %% ../nbs/11_interp.ipynb #1be571aa
 class SomInterpretation:
@@ -64,8 +69,7 @@ class SomInterpretation:
         if len(self.feature_names) != som.n_features:
             raise ValueError(f"Got {len(self.feature_names)} feature names for a map with {som.n_features} features.")
         self.labels = _labels_array(labels, label)
-        if label is not None: self.label_name = label
-        else: self.label_name = labels.columns[0] if isinstance(labels, pd.DataFrame) else getattr(labels, 'name', None)
+        self.label_name = _label_name(labels, label)
         if self.labels is not None:
             if len(self.labels) != len(self.x):
                 raise ValueError(f"Got {len(self.labels)} labels for {len(self.x)} samples: "
@@ -184,11 +188,11 @@ def _groups(sorted_keys:Tensor, values:Tensor)->tuple:
     return keys.tolist(), values.split(counts.tolist())
 
 # %% ../nbs/11_interp.ipynb #2b3ca7d1
-def _count_labels(bmus:Tensor, codes:np.ndarray, n_units:int, k:int)->np.ndarray:
-    "Samples per unit and class code, (n_units, k); code -1 (no label) is not counted"
-    ok = torch.as_tensor(codes >= 0)
-    i = bmus[ok] * k + torch.as_tensor(codes, dtype=torch.long)[ok]
-    return torch.bincount(i, minlength=n_units * k).view(n_units, k).numpy()
+def _count_labels(bmus:Tensor, codes, n_units:int, k:int)->Tensor:
+    "Samples per unit and class code, (n_units, k), on the device of `bmus`; code -1 (no label) is not counted"
+    codes = torch.as_tensor(codes, dtype=torch.long, device=bmus.device)
+    ok = codes >= 0
+    return torch.bincount(bmus[ok] * k + codes[ok], minlength=n_units * k).view(n_units, k)
 
 # %% ../nbs/11_interp.ipynb #1298ecde
 @patch
@@ -196,7 +200,7 @@ def label_counts(self:SomInterpretation)->np.ndarray:
     "Labelled samples per unit and class, (n_units, n_classes)"
     if self.labels is None: raise ValueError("No labels: build the interpretation with `labels=` (or DataLoaders with "
                                              "label columns).")
-    return _count_labels(self.bmus, self.label_codes, self.n_units, len(self.classes))
+    return _count_labels(self.bmus, self.label_codes, self.n_units, len(self.classes)).numpy()
 
 # %% ../nbs/11_interp.ipynb #a0d96fa0
 @patch
@@ -212,21 +216,25 @@ def labels_map(self:SomInterpretation,
         if lab is None: raise ValueError("Pass the `labels` of `x`.")
         if len(lab) != len(b): raise ValueError(f"Got {len(lab)} labels for {len(b)} samples.")
         codes, classes = encode_categories(lab)
-        n = _count_labels(b, codes, self.n_units, len(classes))
+        n = _count_labels(b, codes, self.n_units, len(classes)).numpy()
     lm = defaultdict(Counter)
     for u in np.flatnonzero(n.sum(1)):
         lm[self.rc(u)] = Counter({classes[k]: int(n[u, k]) for k in np.flatnonzero(n[u])})
     return lm
 
 # %% ../nbs/11_interp.ipynb #228232c0
+def _majority(counts:np.ndarray, classes:list)->np.ndarray:
+    ("The most frequent class of each unit from its label counts (n_units, n_classes), the first in `classes` on a "
+     "tie, `None` for units without labelled hits: (n_units,) object array")
+    out = np.full(len(counts), None, dtype=object)
+    hit = counts.sum(1) > 0
+    out[hit] = np.asarray(classes, dtype=object)[counts[hit].argmax(1)]
+    return out
+
 @patch
 def majority_labels(self:SomInterpretation)->np.ndarray:
     "Most frequent label of each unit, `None` for units without labelled hits, (rows, cols) object array"
-    n = self.label_counts()
-    out = np.full(self.n_units, None, dtype=object)
-    hit = n.sum(1) > 0
-    out[hit] = np.asarray(self.classes, dtype=object)[n[hit].argmax(1)]
-    return out.reshape(self.grid.shape)
+    return _majority(self.label_counts(), self.classes).reshape(self.grid.shape)
 
 # %% ../nbs/11_interp.ipynb #a01c5a61
 @patch
@@ -245,6 +253,53 @@ def purity(self:SomInterpretation)->np.ndarray:
     hit = ~np.isnan(p[..., 0])
     out[hit] = p[hit].max(-1)
     return out
+
+# %% ../nbs/11_interp.ipynb #b6a863c7
+def _with_codes(dl, codes:Tensor|None):
+    "(rows, their label codes or None) of each batch of `dl`; an error when `codes` are not one per row"
+    n = 0
+    for b in dl:
+        x = b if isinstance(b, Tensor) else b[0]
+        c = None if codes is None else codes[n:n + len(x)]
+        n += len(x)
+        if c is not None and len(c) < len(x):
+            raise ValueError(f"Got {len(codes)} labels for more samples: pass one label per sample, in batch order.")
+        yield x, c
+    if codes is not None and n != len(codes):
+        raise ValueError(f"Got {len(codes)} labels for {n} samples: pass one label per sample, in batch order.")
+
+def _batch_scores(som:Som, x, codes:Tensor|None, k:int, missing:str|None)->tuple:
+    ("Tallies of one batch `x`, from one search of its two nearest units: hits per unit, the sum of the BMU "
+     "distances (float64), the rows whose first and second BMUs are not adjacent, label counts (n_units, k)")
+    i, d = som.search(x, 2, missing)
+    b = i[:, 0]
+    n = None if codes is None else _count_labels(b, codes, som.n_units, k)
+    return torch.bincount(b, minlength=som.n_units), d[:, 0].double().sum(), (~som.grid.adjacent(b, i[:, 1])).sum(), n
+
+def stream_scores(
+    som:Som, # the trained map, at least 2 units (the topographic error needs a second BMU)
+    dl, # batches of rows in the map's space, in a fixed order: an unshuffled `SomDataLoader`, or tensors or `(x, ...)`
+    labels=None, # one label per row in batch order (array, Series or DataFrame); default the loader's `dl.labels`
+    label:str|None=None, # which column of a `labels` DataFrame to use (default: the first)
+    missing:str|None=None, # 'mask': NaN entries are missing values, BMUs by the distance over the observed features
+)->dict:
+    ("`rows`, `qe`, `te`, `hits` (rows, cols), majority `unit_labels` (rows, cols) and `label_name` of the rows of "
+     "`dl`, batch by batch on the map's device: no row is kept")
+    if som.n_units < 2: raise ValueError("The topographic error is undefined on a map with a single unit.")
+    labels = getattr(dl, 'labels', None) if labels is None else labels
+    lab = _labels_array(labels, label)
+    codes, classes = (None, []) if lab is None else encode_categories(lab)
+    codes, tot = None if codes is None else torch.as_tensor(codes, device=som.codebook.device), None
+    with torch.inference_mode():
+        for x, c in _with_codes(dl, codes):
+            s = _batch_scores(som, x, c, len(classes), missing)
+            tot = s if tot is None else [a if a is None else a + b for a, b in zip(tot, s)]
+    if tot is None: raise ValueError("The loader gave no rows: score a loader with at least one batch.")
+    hits, dist, bad, counts = tot
+    n, shape = int(hits.sum()), som.grid.shape
+    return dict(rows=n, qe=dist.item() / n, te=bad.item() / n, hits=hits.cpu().view(shape),
+                unit_labels=None if lab is None else _majority(counts.cpu().numpy(), classes).reshape(shape),
+                label_name=None if lab is None else _label_name(labels, label))
 
 # %% ../nbs/11_interp.ipynb #0249135b
 @patch

@@ -294,6 +294,32 @@ def test_npy_round_trip_without_warnings(tmp_path, monkeypatch, capsys):
     np.testing.assert_allclose(pd.read_csv('bmus.csv')['distance'], d2.min(1).values.sqrt().numpy(), rtol=1e-4)
 
 
+@pytest.mark.parametrize('missing', ['none', 'mask'])
+def test_train_scores_every_row_as_the_interpretation_in_memory(tmp_path, monkeypatch, missing):
+    "metrics.json and the model's hits and majority labels, streamed over 10 batches, are those of all rows at once"
+    from fastsom.interp import SomInterpretation
+    rng = np.random.default_rng(0)
+    y = rng.integers(3, size=300)
+    df = pd.DataFrame(rng.normal(size=(3, 3))[y] * 3 + rng.normal(size=(300, 3)), columns=['a', 'b', 'c'])
+    if missing == 'mask': df[['b', 'c']] = df[['b', 'c']].mask(rng.random((300, 2)) < .2)  # `a` is always observed
+    df['kind'] = pd.Series(np.array(['u', 'v', 'w'], dtype=object)[y]).where(rng.random(300) > .1)  # some unlabelled
+    df.to_csv(tmp_path / 'x.csv', index=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(['train', 'x.csv', '--label', 'kind', '--bs', '32', '--valid_pct', '0', '--missing', missing,
+                 '-o', 'out', *SMALL]) == 0
+    m = json.loads((tmp_path / 'out' / 'metrics.json').read_text())
+    som, pre, meta = load_som(tmp_path / 'out' / 'model.pt')
+    df = pd.read_csv(tmp_path / 'x.csv')
+    ref = SomInterpretation(som, pre.encode(df[['a', 'b', 'c']]), labels=df['kind'], missing=pre.missing)
+    hits = ref.activation_response()
+    assert m['rows'] == 300 and m['bs'] == 32 and pre.missing == (None if missing == 'none' else missing)
+    assert m['qe'] == pytest.approx(ref.dists.double().mean().item(), rel=1e-6)
+    assert m['te'] == pytest.approx(som.topographic_error(ref.x, pre.missing), abs=1e-7)
+    assert m['units_hit'] == pytest.approx((hits > 0).float().mean().item())
+    assert meta['hits'] == hits.flatten().tolist()
+    assert meta['unit_labels'] == [None if v is None else str(v) for v in ref.majority_labels().flatten()]
+    assert meta['label_name'] == 'kind'
+
 def test_force_replaces_an_output_of_fastsom_and_nothing_else(tmp_path, monkeypatch):
     small_csv(tmp_path / 'x.csv')
     monkeypatch.chdir(tmp_path)

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np, pandas as pd, pytest, torch
 from fastsom.all import *
 from fastsom.plot import unit_polygons
-from conftest import som_with
+from conftest import som_with, holey
 
 
 @pytest.fixture(autouse=True)
@@ -194,6 +194,81 @@ def test_labels_as_codes_and_dataframe():
     lm = interp.labels_map(torch.tensor([[1.], [9.], [12.], [2.]]), ['u', 'v', None, float('nan')])
     assert dict(lm) == {(0, 0): Counter(u=1), (0, 1): Counter(v=1)}
     with pytest.raises(ValueError, match='No labels'): SomInterpretation(som, x).labels_map()
+
+
+# ---------------------------------------------------------------- scores streamed batch by batch
+
+def numpy_scores(w, x, shape, toroidal):
+    ("QE, TE and hits by hand in float64 numpy: Euclidean distances over the observed features rescaled by "
+     "n_features / n_observed, the rect lattice's 8 neighbours (wrapping when toroidal)")
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    obs = ~np.isnan(x)
+    diff = np.where(obs[:, None], np.nan_to_num(x)[:, None] - w[None], 0.)
+    d = np.sqrt((diff ** 2).sum(-1) * x.shape[1] / obs.sum(1, keepdims=True))
+    first, second = np.argsort(d, 1, kind='stable')[:, :2].T
+    rows, cols = shape
+    (r1, c1), (r2, c2) = np.divmod(first, cols), np.divmod(second, cols)
+    dr, dc = abs(r1 - r2), abs(c1 - c2)
+    if toroidal: dr, dc = np.minimum(dr, rows - dr), np.minimum(dc, cols - dc)
+    return d[np.arange(len(x)), first].mean(), ((dr > 1) | (dc > 1)).mean(), np.bincount(first, minlength=rows * cols)
+
+
+@pytest.mark.parametrize('toroidal,missing', [(False, None), (True, None), (False, 'mask')])
+def test_stream_scores_equal_float64_numpy(toroidal, missing):
+    som, x = trained((5, 6), 'rect', toroidal)
+    if missing: x = holey(x, .3)
+    sc = stream_scores(som, x.split(37), missing=missing)  # 11 batches, the last one short
+    qe, te, hits = numpy_scores(som.weights, x, (5, 6), toroidal)
+    assert sc['rows'] == len(x) and sc['hits'].shape == (5, 6)
+    assert np.array_equal(sc['hits'].flatten().numpy(), hits)
+    assert sc['qe'] == pytest.approx(qe, rel=1e-5)
+    assert 0 < te and sc['te'] == pytest.approx(te, abs=1e-12)
+    assert sc['unit_labels'] is None and sc['label_name'] is None
+
+
+def test_stream_scores_majority_ties_and_unlabelled_rows():
+    interp = labelled()  # hand-counted: (0,0) ties a/b, (1,0) holds one unlabelled row
+    labels = ['a', 'b', 'b', 'b', None, 'c', 'c', 'a']
+    sc = stream_scores(interp.som, interp.x.split(3), labels=labels)
+    assert sc['unit_labels'].tolist() == [['a', None, 'b'], [None, None, 'c']]
+    assert sc['hits'].tolist() == [[2, 0, 2], [1, 0, 3]] and sc['rows'] == 8
+    df = pd.DataFrame({'y': labels, 'z': list('pqqqqrrr')})
+    assert stream_scores(interp.som, interp.x.split(3), labels=df, label='z')['unit_labels'].tolist() == \
+        [['p', None, 'q'], ['q', None, 'r']]
+    assert stream_scores(interp.som, interp.x.split(3), labels=df)['label_name'] == 'y'
+    with pytest.raises(ValueError, match='Got 7 labels for more samples'):
+        stream_scores(interp.som, interp.x.split(3), labels=labels[:7])
+    with pytest.raises(ValueError, match='Got 9 labels for 8 samples'):
+        stream_scores(interp.som, interp.x.split(3), labels=labels + ['a'])
+    with pytest.raises(ValueError, match='no rows'): stream_scores(interp.som, [])
+    with pytest.raises(ValueError, match='single unit'): stream_scores(som_with([[0.]]), [interp.x])
+
+
+@pytest.mark.parametrize('topology,toroidal,missing', [('hex', False, None), ('rect', True, None),
+                                                       ('hex', False, 'mask')])
+def test_stream_scores_equal_the_interpretation_of_all_rows(topology, toroidal, missing):
+    SomDataLoaders = pytest.importorskip('fastsom.data').SomDataLoaders
+    som_learner = pytest.importorskip('fastsom.learner').som_learner
+    rng = np.random.default_rng(0)
+    y = rng.integers(3, size=500)
+    x = rng.normal(size=(3, 4))[y] * 3 + rng.normal(size=(500, 4))
+    df = pd.DataFrame(holey(x, .2).numpy() if missing else x, columns=list('abcd'))
+    df['y'] = pd.Series(np.array(['p', 'q', 'r'], dtype=object)[y]).where(rng.random(500) > .1)  # NaN: unlabelled
+    df['z'] = y
+    dls = SomDataLoaders.from_df(df, label_names=['y', 'z'], bs=64, seed=0, missing=missing)
+    learn = som_learner(dls, size=(5, 6), topology=topology, toroidal=toroidal, seed=0)
+    with learn.no_bar(), learn.no_logging(): learn.fit(2)
+    dl = dls.train.new(shuffle=False, drop_last=False)
+    assert len(dl) > 5 and learn.missing == missing  # several batches
+    for label in (None, 'z'):
+        ref = SomInterpretation.from_learner(learn, dl=dl, label=label)
+        sc = stream_scores(learn.model, dl, label=label, missing=learn.missing)
+        assert sc['rows'] == len(ref.x) == len(dls.train.x)
+        assert torch.equal(sc['hits'], ref.activation_response())
+        assert sc['qe'] == pytest.approx(ref.dists.double().mean().item(), rel=1e-6)
+        assert sc['te'] == pytest.approx(learn.model.topographic_error(ref.x, learn.missing), abs=1e-7)
+        assert sc['unit_labels'].tolist() == ref.majority_labels().tolist()
+        assert sc['label_name'] == ref.label_name == (label or 'y')
 
 
 # ---------------------------------------------------------------- MiniSom compatibility
