@@ -175,7 +175,9 @@ class SomRecorder(Recorder):
         s.count += 1
         s.val = torch.lerp((l.loss if l.loss.ndim == 0 else l.loss.mean()).detach().cpu(), s.val, s.beta)
         l.smooth_loss = v = s.value
-        self.lrs.append(l.opt.hypers[-1]['lr']); self.losses.append(v)
+        # a float, not fastai's 0-d tensor: one small allocation a batch, left alive between the batches' large
+        # buffers, fragments the heap (+0.6 GiB over the 2,441 batches of a 10M-row epoch; +0.01 GiB as floats)
+        self.lrs.append(l.opt.hypers[-1]['lr']); self.losses.append(float(v))
 
 class SomCastToTensor(CastToTensor):
     "fastai's `CastToTensor`, which leaves alone batches of plain tensors (`SomDataLoader`'s)"
