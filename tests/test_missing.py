@@ -45,7 +45,7 @@ def ref_masked_step(x, w, d2, rule, alpha, sigma):
 # the masked distance
 
 @pytest.mark.parametrize('dist', ['euclidean', 'sqeuclidean'])
-@pytest.mark.parametrize('size,k', [((5, 7), 1), ((9, 9), 1), ((5, 7), 3)])
+@pytest.mark.parametrize('size,k', [((5, 7), 1), ((9, 9), 1), ((5, 7), 3), ((16, 17), 1), ((16, 17), 2)])
 @pytest.mark.parametrize('offset,scale', [(0., 1.), (1000., 1.), (45.5, .01)])
 def test_masked_distance_equals_a_loop_over_observed_features(dist, size, k, offset, scale):
     g = torch.Generator().manual_seed(1)
