@@ -16,7 +16,7 @@ from fastai.learner import Learner, Metric, Recorder, CastToTensor
 from fastai.torch_core import rank_distrib, num_distrib, display_df
 from fastai.optimizer import Optimizer
 from fastai.data.load import DataLoader
-from fastai.callback.core import GatherPredsCallback, TrainEvalCallback, event
+from fastai.callback.core import GatherPredsCallback, TrainEvalCallback, event, _inner_loop
 from fastai.callback.core import CancelBackwardException, CancelStepException
 from fastai.callback.schedule import ParamScheduler, LRFinder
 from fastai.callback.fp16 import MixedPrecision
@@ -201,6 +201,11 @@ class SomScheduler(ParamScheduler):
 # fastai's default callbacks the learner replaces
 _lean_cbs = {TrainEvalCallback: SomTrainEval, Recorder: SomRecorder, CastToTensor: SomCastToTensor}
 
+def _direct(cb, event_name:str)->bool:
+    ("Whether `_call_one` calls `cb`'s method for batch event `event_name` itself: fastsom's own callbacks, for "
+     "which fastai's `Callback.__call__` only tests `training` (twice through `GetAttr`) and wraps exceptions")
+    return isinstance(cb, (*_lean_cbs.values(), SomScheduler)) and event_name in _inner_loop
+
 # %% ../nbs/08_learner.ipynb #6db246f4
 class SomLearner(Learner):
     "A fastai `Learner` that trains a `Som` with its update rule instead of gradients"
@@ -239,9 +244,12 @@ class SomLearner(Learner):
         todo = self._cb_events.get(event_name)
         if todo is None:
             if not hasattr(event, event_name): raise Exception(f'missing {event_name}')
-            todo = self._cb_events[event_name] = [cb for cb in self.cbs.sorted('order')
+            todo = self._cb_events[event_name] = [(cb, _direct(cb, event_name)) for cb in self.cbs.sorted('order')
                                                   if event_name == 'after_fit' or hasattr(cb, event_name)]
-        for cb in todo: cb(event_name)
+        training = self.training  # read once for the event; fastai's `Callback.__call__` reads it per callback
+        for cb, direct in todo:
+            if not direct: cb(event_name)
+            elif cb.run and (cb.run_train if training else cb.run_valid): getattr(cb, event_name)()
 
     def _set_metrics(self, v):
         _check_metrics(v)
