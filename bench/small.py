@@ -1,6 +1,7 @@
 """Small data (issue 17, point 1): fit times of the engine and of xpysom on wine, digits and iris.
 
     python bench/small.py [--repeats 20] [--rev PATH]
+    python bench/small.py --quality       # QE and TE of fastsom at larger batch sizes than the default (3 seeds)
 
 Cases: scikit-learn's wine (178 x 13, standardised) on 10 x 10, digits (1,797 x 64, raw 0-16) on 20 x 20, iris
 (150 x 4, raw) on 8 x 8, 10 epochs each. fastsom: `Som(size, D).fit(x, 10, seed=0)` at its defaults (PCA init,
@@ -8,7 +9,8 @@ Cases: scikit-learn's wine (178 x 13, standardised) on 10 x 10, digits (1,797 x 
 `pca_weights_init` and `train(x, 10)` at its defaults (batch SOM: one update an epoch). Each library runs in its own
 process with one thread, two interleaved rounds, 3 warm-up fits, then `--repeats` timed fits (construction, init
 and training); the better median of the two rounds is kept. `--rev PATH` adds the fastsom checkout at PATH
-(e.g. a `git worktree` of an older commit) as a third column.
+(e.g. a `git worktree` of an older commit) as a third column. `--quality` answers "why not fewer, larger batches,
+as xpysom": QE and TE (mean of seeds 0-2) at `default_bs`, n / 4, n / 2 and n rows per batch.
 """
 import argparse, json, os, statistics, subprocess, sys, time
 
@@ -41,12 +43,25 @@ def child(lib, repeats):
         out[name] = (statistics.median(ts) * 1e3, min(ts) * 1e3)
     print(json.dumps(out))
 
+def quality():
+    import numpy as np, torch
+    from fastsom.som import Som
+    torch.set_num_threads(1)
+    for name, (x, side) in cases().items():
+        t = torch.from_numpy(x)
+        for bs in (None, len(t) // 4, len(t) // 2, len(t)):
+            soms = [Som((side, side), x.shape[1]).fit(t, 10, bs=bs, seed=s) for s in range(3)]
+            qe, te = (np.mean([f(s, t) for s in soms]) for f in (Som.quantization_error, Som.topographic_error))
+            print(f"{name:7s} bs {bs or 'default':>7}: QE {qe:.4f}, TE {te:.4f}")
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--repeats', type=int, default=20)
     ap.add_argument('--rev', help='another fastsom checkout to time beside this one')
+    ap.add_argument('--quality', action='store_true', help='QE and TE at larger batch sizes instead of times')
     ap.add_argument('--child', help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.quality: return quality()
     if a.child: return child(a.child, a.repeats)
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1', PYTHONWARNINGS='ignore')
     libs = dict(fastsom={}, xpysom={}, **({'fastsom@rev': dict(PYTHONPATH=a.rev)} if a.rev else {}))
