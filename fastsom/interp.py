@@ -278,7 +278,7 @@ def _batch_scores(som:Som, x, codes:Tensor|None, k:int, missing:str|None)->tuple
 
 def stream_scores(
     som:Som, # the trained map, at least 2 units (the topographic error needs a second BMU)
-    dl, # batches of rows in the map's space, in a fixed order: an unshuffled `SomDataLoader`, or tensors or `(x, ...)`
+    dl, # batches of rows in the map's space: a `SomDataLoader` (read in order, every row), or tensors or `(x, ...)`
     labels=None, # one label per row in batch order (array, Series or DataFrame); default the loader's `dl.labels`
     label:str|None=None, # which column of a `labels` DataFrame to use (default: the first)
     missing:str|None=None, # 'mask': NaN entries are missing values, BMUs by the distance over the observed features
@@ -286,6 +286,8 @@ def stream_scores(
     ("`rows`, `qe`, `te`, `hits` (rows, cols), majority `unit_labels` (rows, cols) and `label_name` of the rows of "
      "`dl`, batch by batch on the map's device: no row is kept")
     if som.n_units < 2: raise ValueError("The topographic error is undefined on a map with a single unit.")
+    if getattr(dl, 'shuffle', False) or getattr(dl, 'drop_last', False):
+        dl = dl.new(shuffle=False, drop_last=False)  # every row once, in the order of the loader's `labels`
     labels = getattr(dl, 'labels', None) if labels is None else labels
     lab = _labels_array(labels, label)
     codes, classes = (None, []) if lab is None else encode_categories(lab)

@@ -332,18 +332,19 @@ def _argmin_rows(d:Tensor, width:int=_width)->tuple:
     s = b.gather(2, j[:, None].expand(-1, b.shape[1], 1)).squeeze(2).argmin(1, keepdim=True)  # the slice holding it
     return v, s * width + j
 
-def _argmin_k(d:Tensor, k:int)->tuple:
-    ("The `k` smallest (values, indices), both (n, k), of each row of `d` (n, m), m a multiple of `_width`, by `k` "
-     "passes of `_argmin_rows`; each winner in `d` is overwritten with inf (at 4096 units, 2 passes take 0.6x `topk`)")
-    v, i = _argmin_rows(d)
+# %% ../nbs/03_som.ipynb #0a2a06a8
+def _min_rows(d:Tensor)->tuple: return d.min(1, keepdim=True)
+
+def _smallest(d:Tensor, k:int, argmin=_min_rows)->tuple:
+    ("The `k` smallest (values, indices), both (n, k), of each row of `d` (n, m); for k <= 2 by `k` passes of "
+     "`argmin` (each winner overwritten with inf in `d`), so that the first is the BMU of k = 1, ties included "
+     "(at 4096 units two passes of `_argmin_rows` take 0.6x `topk`'s time); `topk` beyond")
+    if k > 2: return d.topk(k, 1, largest=False)
+    v, i = argmin(d)
     if k == 1: return v, i
     d.scatter_(1, i, math.inf)
-    v2, i2 = _argmin_k(d, k - 1)
+    v2, i2 = argmin(d)
     return torch.cat([v, v2], 1), torch.cat([i, i2], 1)
-
-# %% ../nbs/03_som.ipynb #0a2a06a8
-def _smallest(d:Tensor, k:int):
-    return d.min(1, keepdim=True) if k == 1 else d.topk(k, 1, largest=False)
 
 # %% ../nbs/03_som.ipynb #8b6ebdd3
 @patch
@@ -354,11 +355,13 @@ def origin(self:Som)->Tensor:
 # %% ../nbs/03_som.ipynb #5b0777d9
 @patch
 def _frame(self:Som)->tuple:
-    ("The search's frame: origin `c` (the codebook mean), scale `s` (a power of two, so that |w| / s < 1: "
+    ("The search's frame: origin `c` (the codebook mean), scale `s` (a power of two, so that |w| / s < 2: "
      "no over- or underflow) and the codebook in it, `(w - c) / s`")
     c = self.origin()
     w = self.weights - c
-    s = torch.frexp(w.abs().amax()).exponent.to(w.dtype).exp2()  # frexp(0) has exponent 0: s = 1 for a flat codebook
+    top = math.frexp(torch.finfo(w.dtype).max)[1] - 1  # the largest finite power of two: 2^127 in float32
+    e = torch.frexp(w.abs().amax()).exponent.clamp(max=top)
+    s = e.to(w.dtype).exp2()  # frexp(0) has exponent 0: s = 1 for a flat codebook
     return c, s, w / s
 
 # %% ../nbs/03_som.ipynb #1392ed6c
@@ -372,7 +375,7 @@ def _nearest(self:Som, x:Tensor, k:int, masked:bool)->tuple:
      "with [-2w, w^2, 0]")
     rows, f, u = self.chunk_size(), self.n_features, self.n_units
     c, s, w = self._frame()
-    sliced = k <= 2 and u >= _sliced_min  # a topographic error's two nearest units by two passes
+    sliced = k <= 2 and u >= _sliced_min
     pad = -u % _width if sliced else 0  # units at infinite distance, so `_argmin_rows` sees whole slices
     wa = w.new_zeros(u + pad, 2 * f + 1 if masked else f + 1)
     torch.mul(w, -2, out=wa[:u, :f])
@@ -391,7 +394,7 @@ def _nearest(self:Som, x:Tensor, k:int, masked:bool)->tuple:
             xs.nan_to_num_(0.)
             a[:, f:-1] = obs
         d = torch.mm(a, wa.T, out=buf[:len(xc)])
-        d, i = _argmin_k(d, k) if sliced else _smallest(d, k)
+        d, i = _smallest(d, k, _argmin_rows if sliced else _min_rows)
         d = d.add_((xs * xs).sum(1, keepdim=True)).clamp_(min=0)
         if masked: d.mul_(f / obs.sum(1, keepdim=True))
         d = d.sqrt_().mul_(s) if self.dist is euclidean else d.mul_(s * s)
@@ -474,7 +477,7 @@ def neighbourhood_sums(self:Som,
     ny, nx, ch = len(self._ys), len(self._xs), stats.shape[1]
     if self.neigh is gaussian:  # the lattice's slots hold the units; on hex maps some slots are empty
         v = stats if self._dense else stats.new_zeros(ny * nx, ch).index_copy_(0, self._slot, stats)
-        v = (gaussian(self._d2y, sigma) @ v.view(ny, -1)).view(ny, nx, ch)
+        v = (gaussian(self._d2y, sigma) @ v.reshape(ny, -1)).view(ny, nx, ch)
         v = (gaussian(self._d2x, sigma) @ v).view(-1, ch)
         return v if self._dense else v[self._slot]
     py, px = self.grid.periods

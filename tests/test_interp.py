@@ -564,3 +564,23 @@ def test_cells_tile_the_plane_without_overlap(topology):
     y0, y1 = ax.get_ylim()
     assert y0 > y1  # row 0 drawn at the top
     assert ax.get_aspect() == 1
+
+
+def test_stream_scores_read_a_shuffled_loader_in_order():
+    "Labels are in the loader's row order: a shuffled training loader is read unshuffled, every row once"
+    SomDataLoaders = pytest.importorskip('fastsom.data').SomDataLoaders
+    x = np.r_[np.zeros(120), np.full(80, 10.)].astype(np.float32)[:, None]
+    dls = SomDataLoaders.from_array(x, labels=np.r_[['a'] * 120, ['b'] * 80], bs=16, norm=None, seed=0, valid_pct=0)
+    assert dls.train.shuffle
+    sc = stream_scores(som_with([[0., 10.]]), dls.train)
+    assert sc['unit_labels'].tolist() == [['a', 'b']] and sc['hits'].tolist() == [[120, 80]] and sc['rows'] == 200
+
+
+@pytest.mark.parametrize('size', [(10, 10), (16, 20)])  # min, and the sliced minimum from 256 units
+def test_tied_units_give_the_same_bmu_to_hits_and_stream(size):
+    "Duplicate codebook vectors: the BMU of the two-nearest search (stream, TE) is the one-nearest search's"
+    som = Som(size, 2)
+    som.weights.zero_()
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(som.search(x, 2)[0][:, 0], som.search(x)[0][:, 0])
+    assert torch.equal(stream_scores(som, [x])['hits'], SomInterpretation(som, x).activation_response())

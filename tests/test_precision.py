@@ -87,3 +87,12 @@ def test_huge_maps_fail_fast_without_allocating(size, n_features):
     msg, peak_kib = res.stdout.strip().splitlines()
     assert 'GB, more than the' in msg and 'use a smaller map or fewer features' in msg
     assert int(peak_kib) < 1_000_000  # under 1 GB: nothing of the map's size was allocated
+
+
+def test_search_frame_at_the_float32_limit():
+    "A codebook spread up to 2e38: the frame's power-of-two scale stays finite (2^128 would be inf)"
+    som = Som((1, 8), 1)
+    som.weights.copy_(torch.tensor([[0.], [1.], [2.], [3.], [4.], [5.], [6.], [2e38]]))
+    i, d = som.search(torch.tensor([[2e38], [1.5e38]]))
+    assert i[:, 0].tolist() == [7, 7] and torch.isfinite(d).all()
+    np.testing.assert_allclose(d[:, 0].double().numpy(), [0., 5e37], rtol=1e-6)

@@ -203,3 +203,13 @@ def test_bad_step_leaves_codebook_unchanged():
                  (torch.randn(4, 3), .5, 1.)]:
         with pytest.raises(ValueError): som.step(*args)
     assert torch.equal(som.codebook, before)
+
+
+@pytest.mark.parametrize('topology', ['rect', 'hex'])
+def test_neighbourhood_sums_of_non_contiguous_stats(topology):
+    "A transposed (non-contiguous) statistics tensor gives K @ stats, K built by hand in float64"
+    som = Som((4, 6), 3, topology)
+    stats = torch.randn(4, 24, generator=torch.Generator().manual_seed(0)).T
+    d2 = som.grid.dist2(torch.arange(24)[:, None], torch.arange(24)[None]).double()
+    ref = torch.exp(-d2 / 2) @ stats.double()
+    torch.testing.assert_close(som.neighbourhood_sums(stats, 1.).double(), ref, atol=1e-5, rtol=1e-5)
