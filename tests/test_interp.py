@@ -34,7 +34,7 @@ def trained(size, topology='rect', toroidal=False, n=400, d=4, seed=0):
 def test_hits_equal_bincount_of_bmus(size, topology, toroidal):
     som, x = trained(size, topology, toroidal)
     interp = SomInterpretation(som, x)
-    ref = torch.cdist(x, som.weights).argmin(1)
+    ref = torch.cdist(x.double(), som.weights.double()).argmin(1)  # float64 reference
     assert torch.equal(interp.bmus, ref)
     hits = interp.activation_response()
     assert hits.shape == size
