@@ -439,7 +439,7 @@ def train(
             with learn.no_bar(): learn.fit(s['epochs'])
     secs = time.perf_counter() - start
     # every training row scored batch by batch (no row kept: a memory-mapped .npy file is read once more)
-    scores = stream_scores(learn.model, dls.train.new(shuffle=False, drop_last=False), missing=learn.missing)
+    scores = stream_scores(learn.model, dls.train, missing=learn.missing)
     metrics = dict(qe=scores['qe'], te=scores['te'], seconds=round(secs, 3),
                    rows=scores['rows'], bs=dls.train.bs,
                    units_hit=float((scores['hits'] > 0).float().mean()),

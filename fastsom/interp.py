@@ -122,6 +122,11 @@ def _loaders_to_read(dls, ds_idx)->list:
     raise ValueError(f"`learn.dls` holds no rows (an exported learner keeps only its preprocessing): {hint}.")
 
 # %% ../nbs/11_interp.ipynb #c45013b9
+def _in_order(dl):
+    "`dl` reading every row once in the order of its `labels`: unshuffled, without dropping a last partial batch"
+    ordered = not (getattr(dl, 'shuffle', False) or getattr(dl, 'drop_last', False))
+    return dl if ordered else dl.new(shuffle=False, drop_last=False)
+
 @patch(cls_method=True)
 def from_learner(cls:SomInterpretation,
     learn, # a trained `SomLearner`
@@ -131,7 +136,7 @@ def from_learner(cls:SomInterpretation,
 )->SomInterpretation:
     "Interpret `learn`'s map on all its rows (or split `ds_idx`, or `dl`), each row searched once by `get_preds`"
     dls = learn.dls
-    dl_s = [dl] if dl is not None else [d.new(shuffle=False, drop_last=False) for d in _loaders_to_read(dls, ds_idx)]
+    dl_s = [_in_order(d) for d in ([dl] if dl is not None else _loaders_to_read(dls, ds_idx))]
     with learn.no_bar(): preds = [learn.get_preds(dl=d)[:2] for d in dl_s]
     bmus, dists, x = (torch.cat(t) for t in zip(*[(b, d, x) for (b, d), x in preds]))
     labels = _cat_labels([getattr(d, 'labels', None) for d in dl_s])
@@ -271,10 +276,10 @@ def _with_codes(dl, codes:Tensor|None):
 def _batch_scores(som:Som, x, codes:Tensor|None, k:int, missing:str|None)->tuple:
     ("Tallies of one batch `x`, from one search of its two nearest units: hits per unit, the sum of the BMU "
      "distances (float64), the rows whose first and second BMUs are not adjacent, label counts (n_units, k)")
-    i, d = som.search(x, 2, missing)
+    bad, i, d = som._topographic_rows(x, missing)
     b = i[:, 0]
     n = None if codes is None else _count_labels(b, codes, som.n_units, k)
-    return torch.bincount(b, minlength=som.n_units), d[:, 0].double().sum(), (~som.grid.adjacent(b, i[:, 1])).sum(), n
+    return torch.bincount(b, minlength=som.n_units), d[:, 0].double().sum(), bad.sum(), n
 
 def stream_scores(
     som:Som, # the trained map, at least 2 units (the topographic error needs a second BMU)
@@ -285,9 +290,7 @@ def stream_scores(
 )->dict:
     ("`rows`, `qe`, `te`, `hits` (rows, cols), majority `unit_labels` (rows, cols) and `label_name` of the rows of "
      "`dl`, batch by batch on the map's device: no row is kept")
-    if som.n_units < 2: raise ValueError("The topographic error is undefined on a map with a single unit.")
-    if getattr(dl, 'shuffle', False) or getattr(dl, 'drop_last', False):
-        dl = dl.new(shuffle=False, drop_last=False)  # every row once, in the order of the loader's `labels`
+    dl = _in_order(dl)
     labels = getattr(dl, 'labels', None) if labels is None else labels
     lab = _labels_array(labels, label)
     codes, classes = (None, []) if lab is None else encode_categories(lab)

@@ -739,14 +739,23 @@ def quantization_error(self:Som,
 
 # %% ../nbs/03_som.ipynb #d4e3d616
 @patch
+def _topographic_rows(self:Som,
+    x, # samples (n, n_features): tensor, array or numeric DataFrame
+    missing:str|None=None, # 'mask': NaN entries are missing, BMUs by the distance over the observed features
+)->tuple:
+    ("The topographic error's rule: for each sample, whether its first and second BMUs are not adjacent on the "
+     "lattice (n,), with the indices and distances of those two units, both (n, 2)")
+    if self.n_units < 2: raise ValueError("The topographic error is undefined on a map with a single unit.")
+    i, d = self.search(x, 2, missing)
+    return ~self.grid.adjacent(i[:, 0], i[:, 1]), i, d
+
+@patch
 def topographic_error(self:Som,
     x, # samples (n, n_features): tensor, array or numeric DataFrame
     missing:str|None=None, # 'mask': NaN entries are missing, BMUs by the distance over the observed features
 )->float:
     "Share of samples whose first and second BMUs are not adjacent on the lattice, in [0, 1]"
-    if self.n_units < 2: raise ValueError("The topographic error is undefined on a map with a single unit.")
-    i = self.search(x, 2, missing)[0].cpu()
-    return (~self.grid.adjacent(i[:, 0], i[:, 1])).float().mean().item()
+    return self._topographic_rows(x, missing)[0].float().mean().item()
 
 # %% ../nbs/03_som.ipynb #cabbdf11
 @patch

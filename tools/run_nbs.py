@@ -9,7 +9,7 @@ A notebook is written back only when no cell raised and every PNG output is at m
 `nbdev-clean` cleans it. Last, the whole of nbs/ must stay under MAX_NBS_MB. Exit status 1 on any failure,
 naming the notebook, the cell and what to do.
 """
-import argparse, base64, io, json, os, subprocess, sys, time
+import argparse, base64, io, json, os, subprocess, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -103,13 +103,17 @@ def run_one(nb_path:str, flags:tuple=(), max_png_kb:float=MAX_PNG_KB)->list:
     t = time.perf_counter()
     nb, err = execute(nb_path, flags)
     if err: return [f'{nb_path}: a cell raised (notebook left unchanged):\n{err}']
-    tmp = Path(nb_path).with_suffix('.run.tmp')
-    write_nb(nb, tmp)
-    nb = tidy_outputs(json.loads(tmp.read_text()))
-    if probs := output_problems(nb, nb_path, max_png_kb):
-        tmp.unlink(); return [p + ' (notebook left unchanged)' for p in probs]
-    tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
-    tmp.replace(nb_path)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{Path(nb_path).name}.', suffix='.tmp', dir=Path(nb_path).parent)  # ours alone
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        write_nb(nb, tmp)
+        nb = tidy_outputs(json.loads(tmp.read_text()))
+        if probs := output_problems(nb, nb_path, max_png_kb): return [p + ' (notebook left unchanged)' for p in probs]
+        tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
+        os.chmod(tmp, os.stat(nb_path).st_mode & 0o777)  # the notebook keeps its mode (mkstemp's is 0o600)
+        tmp.replace(nb_path)
+    finally: tmp.unlink(missing_ok=True)
     subprocess.run(['nbdev-clean', '--fname', str(nb_path)], check=True)
     print(f'{nb_path}: ran in {time.perf_counter() - t:.1f} s, {os.path.getsize(nb_path) / 1024:.0f} KB', flush=True)
     return []
